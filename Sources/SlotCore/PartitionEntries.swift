@@ -1,0 +1,91 @@
+/// Read access to one GPT partition entry (UEFI 5.3.3) inside an entry array. Only the
+/// first 128 bytes have meaning; larger entry sizes keep their tail untouched.
+public struct PartitionEntryLayout {
+    public static let typeGUID = 0
+    public static let uniqueGUID = 16
+    public static let firstLBA = 32
+    public static let lastLBA = 40
+    public static let attributes = 48
+    public static let name = 56
+    public static let nameUnits = 36
+}
+
+extension Span where Element == UInt8 {
+    /// The offset of entry `index`; callers pass an index below a validated entry count.
+    @inline(__always)
+    func entryOffset(_ index: Int, _ header: GPTHeader) -> Int { index * Int(header.entrySize) }
+}
+
+public enum PartitionEntries {
+    public static func typeGUID(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int) -> GUID {
+        GUID(loadingFrom: entries, at: entries.entryOffset(index, header) + PartitionEntryLayout.typeGUID)
+    }
+
+    public static func uniqueGUID(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int) -> GUID {
+        GUID(loadingFrom: entries, at: entries.entryOffset(index, header) + PartitionEntryLayout.uniqueGUID)
+    }
+
+    public static func firstLBA(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int) -> UInt64 {
+        entries.loadLE64(at: entries.entryOffset(index, header) + PartitionEntryLayout.firstLBA)
+    }
+
+    public static func lastLBA(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int) -> UInt64 {
+        entries.loadLE64(at: entries.entryOffset(index, header) + PartitionEntryLayout.lastLBA)
+    }
+
+    public static func attributes(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int) -> UInt64 {
+        entries.loadLE64(at: entries.entryOffset(index, header) + PartitionEntryLayout.attributes)
+    }
+
+    public static func setAttributes(_ entries: inout MutableSpan<UInt8>, _ header: GPTHeader, _ index: Int, _ value: UInt64) {
+        entries.storeLE64(value, at: index * Int(header.entrySize) + PartitionEntryLayout.attributes)
+    }
+
+    /// UTF-16LE code unit `unit` (0..<36) of the partition name.
+    public static func nameUnit(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int, _ unit: Int) -> UInt16 {
+        entries.loadLE16(at: entries.entryOffset(index, header) + PartitionEntryLayout.name + 2 * unit)
+    }
+
+    /// Name length in UTF-16 code units: up to the first NUL, at most 36.
+    public static func nameLength(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int) -> Int {
+        var length = 0
+        while length < PartitionEntryLayout.nameUnits, nameUnit(entries, header, index, length) != 0 { length += 1 }
+        return length
+    }
+
+    /// The slot letter ("a"..."z" as ASCII) if the name ends in `_a`..`_z`, else nil.
+    public static func slotLetter(_ entries: Span<UInt8>, _ header: GPTHeader, _ index: Int) -> UInt8? {
+        let length = nameLength(entries, header, index)
+        guard length >= 2, nameUnit(entries, header, index, length - 2) == 0x5F else { return nil }
+        let last = nameUnit(entries, header, index, length - 1)
+        guard last >= 0x61, last <= 0x7A else { return nil }
+        return UInt8(last)
+    }
+
+    public static func isSlotType(_ type: GUID) -> Bool {
+        type == GUID.slotctlSlot || type == GUID.chromeOSKernel
+    }
+
+    /// Checks the entry array of a header that passed `GPTHeader.validate`: the CRC, then
+    /// every used entry (non-zero type) lies in the usable range with first <= last, and
+    /// no two used entries overlap. Quadratic in used entries, bounded by GPTLimits.
+    /// `entries` must hold exactly `header.entriesByteCount` bytes.
+    public static func validate(_ entries: Span<UInt8>, _ header: GPTHeader) throws(TableError) {
+        guard UInt64(entries.count) == header.entriesByteCount else { throw .entriesOutOfRange }
+        guard CRC32.checksum(entries) == header.entriesCRC else { throw .badEntriesCRC }
+        let count = Int(header.entryCount)
+        for i in 0..<count where !typeGUID(entries, header, i).isZero {
+            let first = firstLBA(entries, header, i), last = lastLBA(entries, header, i)
+            guard first <= last, first >= header.firstUsableLBA, last <= header.lastUsableLBA
+            else { throw .partitionOutOfRange }
+            var j = i + 1
+            while j < count {
+                if !typeGUID(entries, header, j).isZero {
+                    let otherFirst = firstLBA(entries, header, j), otherLast = lastLBA(entries, header, j)
+                    if first <= otherLast && otherFirst <= last { throw .partitionsOverlap }
+                }
+                j += 1
+            }
+        }
+    }
+}

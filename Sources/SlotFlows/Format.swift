@@ -1,0 +1,98 @@
+import SlotCore
+import SlotStorage
+
+/// `format`: writes a fresh GPT with a protective MBR and `slotCount` slot partitions
+/// named `<prefix>_a`, `<prefix>_b`, ... of slotctl's slot type, each `slotBytes` long and
+/// aligned to 1 MiB. All slots start unbootable (priority 0): `set-active` makes one
+/// bootable. Refuses to replace a table that loads unless `force`.
+public enum FormatFlow {
+    public struct Options {
+        public var slotCount: Int
+        public var slotBytes: UInt64
+        public var prefix: String
+        public var force: Bool
+
+        public init(slotCount: Int, slotBytes: UInt64, prefix: String, force: Bool) {
+            self.slotCount = slotCount
+            self.slotBytes = slotBytes
+            self.prefix = prefix
+            self.force = force
+        }
+    }
+
+    static let entryCount: UInt32 = 128
+    static let entrySize: UInt32 = 128
+    static let alignment: UInt64 = 1 << 20
+
+    /// `newGUID` supplies random GUIDs (the CLI uses libuuid); tests pass a seeded source.
+    public static func format(_ store: BlockStore, _ options: Options, newGUID: () -> GUID) throws(FlowError) -> LoadedTable {
+        guard options.slotCount >= 1, options.slotCount <= SlotTable.capacity else {
+            throw FlowError(.usage, "format: slot count must be 1...26, not \(options.slotCount)")
+        }
+        let prefixUnits = Array(options.prefix.utf16)
+        guard !prefixUnits.isEmpty, prefixUnits.count + 2 <= PartitionEntryLayout.nameUnits else {
+            throw FlowError(.usage, "format: name prefix must be 1...34 UTF-16 units")
+        }
+        if !options.force, (try? TableStore.load(store)) != nil {
+            throw FlowError(.writeRefused, "format: the disk already holds a slot table; add --force to replace it")
+        }
+        let sectorSize = UInt64(store.sectorSize)
+        let geometry = DiskGeometry(sectorSize: store.sectorSize, sectorCount: store.byteCount / sectorSize)
+        let entriesBytes = UInt64(entryCount * entrySize)
+        let entrySectors = geometry.sectors(forBytes: entriesBytes)
+        guard geometry.sectorCount > 2 * (entrySectors + 2) else {
+            throw FlowError(.writeRefused, "format: disk of \(store.byteCount) bytes is too small")
+        }
+        let backupLBA = geometry.lastLBA
+        let firstUsable = 2 + entrySectors
+        let lastUsable = backupLBA - entrySectors - 1
+        let alignSectors = alignment / sectorSize
+        let slotSectors = geometry.sectors(forBytes: options.slotBytes)
+        guard slotSectors > 0 else { throw FlowError(.usage, "format: slot size must be positive") }
+
+        var entries = [UInt8](repeating: 0, count: Int(entriesBytes))
+        var header = GPTHeader(myLBA: 1, alternateLBA: backupLBA, firstUsableLBA: firstUsable, lastUsableLBA: lastUsable,
+                               diskGUID: newGUID(), entriesLBA: 2, entryCount: entryCount, entrySize: entrySize, entriesCRC: 0)
+        var start = alignSectors
+        var span = entries.mutableSpan
+        for index in 0..<options.slotCount {
+            let (end, overflow) = start.addingReportingOverflow(slotSectors - 1)
+            guard !overflow, end <= lastUsable else {
+                throw FlowError(.writeRefused, "format: \(options.slotCount) slots of \(options.slotBytes) bytes do not fit on a disk of \(store.byteCount) bytes")
+            }
+            let base = index * Int(entrySize)
+            GUID.slotctlSlot.store(into: &span, at: base + PartitionEntryLayout.typeGUID)
+            newGUID().store(into: &span, at: base + PartitionEntryLayout.uniqueGUID)
+            span.storeLE64(start, at: base + PartitionEntryLayout.firstLBA)
+            span.storeLE64(end, at: base + PartitionEntryLayout.lastLBA)
+            let name = prefixUnits + [0x5F, UInt16(0x61 + index)]
+            for (unit, value) in name.enumerated() { span.storeLE16(value, at: base + PartitionEntryLayout.name + 2 * unit) }
+            start = (end / alignSectors + 1) * alignSectors
+        }
+        header.entriesCRC = CRC32.checksum(entries.span)
+
+        var mbr = [UInt8](repeating: 0, count: store.sectorSize)
+        var mbrSpan = mbr.mutableSpan
+        // One partition record of type 0xEE covering the disk (UEFI 5.2.3).
+        mbrSpan[446 + 1] = 0x00; mbrSpan[446 + 2] = 0x02; mbrSpan[446 + 3] = 0x00
+        mbrSpan[446 + 4] = 0xEE
+        mbrSpan[446 + 5] = 0xFF; mbrSpan[446 + 6] = 0xFF; mbrSpan[446 + 7] = 0xFF
+        mbrSpan.storeLE32(1, at: 446 + 8)
+        mbrSpan.storeLE32(UInt32(min(geometry.sectorCount - 1, 0xFFFF_FFFF)), at: 446 + 12)
+        mbrSpan[510] = 0x55; mbrSpan[511] = 0xAA
+        do {
+            try store.writeBytes(mbr, at: 0)
+            try store.flush()
+        } catch { throw FlowError.io(error, doing: "format: writing the protective MBR") }
+
+        // Write the backup from the primary with the same save path every flow uses.
+        var primarySector = [UInt8](repeating: 0, count: store.sectorSize)
+        var primarySpan = primarySector.mutableSpan
+        header.serialize(into: &primarySpan)
+        let empty = CopyReport(status: .unreadable, headerLBA: 0, reason: "being formatted")
+        let fresh = LoadedTable(geometry: geometry, header: header, sourceRole: .primary, entries: entries,
+                                primary: empty, backup: empty, slots: SlotTable())
+        try TableStore.save(store, fresh, slots: SlotTable())
+        return try TableStore.load(store)
+    }
+}

@@ -1,0 +1,129 @@
+import SlotCore
+import SlotStorage
+
+/// Result of `status`: the table as read and the state the policy sees after normalization.
+public struct StatusReport {
+    public let table: LoadedTable
+    public let slots: SlotTable
+    public let normalization: Normalization
+    /// The slot `boot` would try first (verification aside), if any.
+    public let nextBoot: Int?
+}
+
+public struct BootReport {
+    public let table: LoadedTable
+    /// Slots after the boot decision (what was, or in a dry run would be, written).
+    public let slots: SlotTable
+    public let chosen: Int
+    public let consumedTry: Bool
+    /// Candidates refused by the verifier before `chosen`, with why.
+    public let rejected: [(letter: UInt8, code: StatusCode, reason: String)]
+    public let wrote: Bool
+}
+
+public struct ChangeReport {
+    public let table: LoadedTable
+    public let slots: SlotTable
+    public let index: Int
+    public let wrote: Bool
+}
+
+/// The operations of the command line, each one load, normalize, mutate, save-if-changed
+/// (spec/policy.md). None of them knows about files or processes: they see a BlockStore.
+public enum SlotFlows {
+    /// `status`: reads, never writes, even when a copy needs repair or a state needs
+    /// normalization; both are reported.
+    public static func status(_ store: BlockStore) throws(FlowError) -> StatusReport {
+        let table = try TableStore.load(store)
+        var slots = table.slots
+        let normalization = Policy.normalize(&slots)
+        return StatusReport(table: table, slots: slots, normalization: normalization, nextBoot: Policy.choose(slots))
+    }
+
+    /// `boot`: picks the highest-priority bootable slot, asks `verifier` about it (a
+    /// refused slot is made unbootable and the next is tried), consumes one try of an
+    /// unconfirmed slot and persists all of it before returning. With `dryRun` nothing
+    /// is written. No bootable slot: `noBootableSlot`, and the table is written only if
+    /// the verifier refused a slot (so it is not tried again).
+    public static func boot(_ store: BlockStore, verifier: SlotVerifier, dryRun: Bool) throws(FlowError) -> BootReport {
+        let table = try TableStore.load(store)
+        var slots = table.slots
+        _ = Policy.normalize(&slots)
+        var excluded: UInt32 = 0
+        var rejected: [(letter: UInt8, code: StatusCode, reason: String)] = []
+        while let index = Policy.choose(slots, excluding: excluded) {
+            switch verifier.verify(slot: slots[index], in: table, store: store) {
+            case .accepted:
+                let consumed = Policy.consumeTry(&slots, index)
+                let wrote = try saveIfChanged(store, table, slots, dryRun: dryRun)
+                return BootReport(table: table, slots: slots, chosen: index, consumedTry: consumed,
+                                  rejected: rejected, wrote: wrote)
+            case .rejected(let code, let reason):
+                Policy.markUnbootable(&slots, index)
+                excluded |= 1 << UInt32(index)
+                rejected.append((slots[index].letter, code, reason))
+            }
+        }
+        if !rejected.isEmpty { _ = try saveIfChanged(store, table, slots, dryRun: dryRun) }
+        var message = "no bootable slot"
+        for item in rejected { message += "; slot \(letterText(item.letter)) refused: \(item.reason)" }
+        if rejected.isEmpty { message += ": every slot has priority 0 or no tries left and is not successful" }
+        throw FlowError(.noBootableSlot, message)
+    }
+
+    /// `mark-successful SLOT`: successful = 1, tries = 0. Refused (`slotNotBootable`) on
+    /// a slot that cannot boot. Rollback counters join this in a later step.
+    public static func markSuccessful(_ store: BlockStore, slot letter: UInt8) throws(FlowError) -> ChangeReport {
+        try change(store, letter) { (slots, index) throws(FlowError) in
+            do { try Policy.markSuccessful(&slots, index) } catch {
+                throw FlowError(.slotNotBootable,
+                                "mark-successful: slot \(letterText(letter)) is not bootable (priority 0, or no tries left); it cannot be confirmed")
+            }
+        }
+    }
+
+    /// `mark-failed SLOT`: priority 0, tries 0, not successful. The caller exits with
+    /// `postcheckFailed` when this succeeds.
+    public static func markFailed(_ store: BlockStore, slot letter: UInt8) throws(FlowError) -> ChangeReport {
+        try change(store, letter) { (slots, index) throws(FlowError) in Policy.markUnbootable(&slots, index) }
+    }
+
+    /// `set-active SLOT --tries N`: priority 15 with N tries, not successful; others keep their order.
+    public static func setActive(_ store: BlockStore, slot letter: UInt8, tries: UInt8) throws(FlowError) -> ChangeReport {
+        try change(store, letter) { (slots, index) throws(FlowError) in
+            do { try Policy.setActive(&slots, index, tries: tries) } catch {
+                throw FlowError(.usage, "set-active: tries must be 1...\(SlotState.maxTries), not \(tries)")
+            }
+        }
+    }
+
+    private static func change(_ store: BlockStore, _ letter: UInt8,
+                               _ mutate: (inout SlotTable, Int) throws(FlowError) -> Void) throws(FlowError) -> ChangeReport {
+        let table = try TableStore.load(store)
+        guard let index = table.slots.index(ofLetter: letter) else {
+            throw FlowError(.usage, "no slot \(letterText(letter)) in the slot table (slots: \(slotList(table.slots)))")
+        }
+        var slots = table.slots
+        _ = Policy.normalize(&slots)
+        try mutate(&slots, index)
+        let wrote = try saveIfChanged(store, table, slots, dryRun: false)
+        return ChangeReport(table: table, slots: slots, index: index, wrote: wrote)
+    }
+
+    /// Writes when a slot's attributes changed or a copy needs repair; returns whether it wrote.
+    static func saveIfChanged(_ store: BlockStore, _ table: LoadedTable, _ slots: SlotTable, dryRun: Bool) throws(FlowError) -> Bool {
+        var changed = table.needsRepair
+        for i in 0..<slots.count where slots[i].attributes != table.slots[i].attributes { changed = true }
+        guard changed, !dryRun else { return false }
+        try TableStore.save(store, table, slots: slots)
+        return true
+    }
+
+    public static func letterText(_ letter: UInt8) -> String { String(UnicodeScalar(letter)) }
+
+    static func slotList(_ slots: SlotTable) -> String {
+        var names: [String] = []
+        for i in 0..<slots.count { names.append(letterText(slots[i].letter)) }
+        return names.joined(separator: ", ")
+    }
+}

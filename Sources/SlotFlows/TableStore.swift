@@ -1,0 +1,164 @@
+import SlotCore
+import SlotStorage
+
+/// One copy's outcome, for status and for the repair decision.
+public struct CopyReport: Sendable {
+    public var status: CopyStatus
+    /// Where its header was looked for.
+    public var headerLBA: UInt64
+    /// Why it was not used, when it was not; nil when valid.
+    public var reason: String?
+}
+
+/// A table as loaded from disk: the winning copy's header and entry bytes, how each
+/// copy fared, and the slot view. Flows mutate `slots` and hand it back to `save`.
+public struct LoadedTable {
+    public let geometry: DiskGeometry
+    public let header: GPTHeader
+    public let sourceRole: GPTHeader.Role
+    public let entries: [UInt8]
+    public let primary: CopyReport
+    public let backup: CopyReport
+    /// The slots as stored on disk, before normalization.
+    public let slots: SlotTable
+
+    /// A copy is bad or out of date: the next save rewrites it from the winner.
+    public var needsRepair: Bool { !primary.status.isValid || !backup.status.isValid }
+
+    /// 1-based partition number of a slot.
+    public func partitionNumber(_ slot: Slot) -> Int { slot.entryIndex + 1 }
+
+    public func uniqueGUID(_ slot: Slot) -> GUID {
+        PartitionEntries.uniqueGUID(entries.span, header, slot.entryIndex)
+    }
+
+    public func typeGUID(_ slot: Slot) -> GUID {
+        PartitionEntries.typeGUID(entries.span, header, slot.entryIndex)
+    }
+
+    /// The partition name (UTF-16LE, up to 36 units) as a String.
+    public func label(_ slot: Slot) -> String {
+        let span = entries.span
+        let length = PartitionEntries.nameLength(span, header, slot.entryIndex)
+        var units: [UInt16] = []
+        units.reserveCapacity(length)
+        for i in 0..<length { units.append(PartitionEntries.nameUnit(span, header, slot.entryIndex, i)) }
+        return String(decoding: units, as: UTF16.self)
+    }
+}
+
+/// Reading and writing the slot table on a `BlockStore` (spec/table.md). The only place
+/// that turns GPT bytes into I/O: flows call `load` once and `save` at most once.
+public enum TableStore {
+    /// Reads both copies, checks each in full, picks the winner (a valid primary, else a
+    /// valid backup) and builds the slot view. Both copies bad: `tableUnusable` (or
+    /// `ioError` when a read failed); a valid table without usable slots: `noSlots` or
+    /// `duplicateSlot`. Called first by every flow; never writes.
+    public static func load(_ store: BlockStore) throws(FlowError) -> LoadedTable {
+        let geometry = DiskGeometry(sectorSize: store.sectorSize,
+                                    sectorCount: store.byteCount / UInt64(store.sectorSize))
+        guard geometry.sectorCount >= 6 else {
+            throw FlowError(.tableUnusable, "slot table unusable: disk of \(store.byteCount) bytes is too small for a GPT")
+        }
+        let primary = readCopy(store, role: .primary, at: 1, geometry: geometry)
+        let backupLBA = TableCopies.backupLBA(primary: primary.header, geometry: geometry)
+        var backup = readCopy(store, role: .backup, at: backupLBA, geometry: geometry)
+
+        let header: GPTHeader, entries: [UInt8], role: GPTHeader.Role
+        if let primaryHeader = primary.header, let primaryEntries = primary.entries {
+            header = primaryHeader
+            entries = primaryEntries
+            role = .primary
+            if let backupHeader = backup.header,
+               !(TableCopies.sameTable(primaryHeader, backupHeader) && backup.entries == primaryEntries) {
+                backup.report = CopyReport(status: .stale, headerLBA: backupLBA,
+                                           reason: "backup copy differs from the primary")
+            }
+        } else if let backupHeader = backup.header, let backupEntries = backup.entries {
+            header = backupHeader
+            entries = backupEntries
+            role = .backup
+        } else {
+            let code: StatusCode = primary.report.status == .unreadable || backup.report.status == .unreadable
+                ? .ioError : .tableUnusable
+            throw FlowError(code, "slot table unusable: primary GPT: \(primary.report.reason ?? "?"); "
+                + "backup GPT (LBA \(backupLBA)): \(backup.report.reason ?? "?")")
+        }
+        let slots = try buildSlots(entries, header)
+        return LoadedTable(geometry: geometry, header: header, sourceRole: role, entries: entries,
+                           primary: primary.report, backup: backup.report, slots: slots)
+    }
+
+    private static func buildSlots(_ entries: [UInt8], _ header: GPTHeader) throws(FlowError) -> SlotTable {
+        do {
+            return try SlotTable.build(entries: entries.span, header: header)
+        } catch {
+            throw FlowError(error == .duplicateSlotName ? .duplicateSlot : .noSlots, "slot table: \(error.text)")
+        }
+    }
+
+    private struct CopyRead {
+        var report: CopyReport
+        var header: GPTHeader?
+        var entries: [UInt8]?
+    }
+
+    private static func readCopy(_ store: BlockStore, role: GPTHeader.Role, at lba: UInt64,
+                                 geometry: DiskGeometry) -> CopyRead {
+        func invalid(_ error: TableError) -> CopyRead {
+            CopyRead(report: CopyReport(status: .invalid(error), headerLBA: lba, reason: error.text))
+        }
+        let sectorSize = UInt64(geometry.sectorSize)
+        do {
+            let sector = try store.readBytes(count: geometry.sectorSize, at: lba * sectorSize)
+            let header: GPTHeader
+            do {
+                header = try GPTHeader.parse(sector.span)
+                try header.validate(role: role, readAt: lba, geometry: geometry)
+            } catch { return invalid(error) }
+            // Bounded by validate: at most GPTLimits.maxEntriesBytes, inside the disk.
+            let entries = try store.readBytes(count: Int(header.entriesByteCount), at: header.entriesLBA * sectorSize)
+            do { try PartitionEntries.validate(entries.span, header) } catch { return invalid(error) }
+            return CopyRead(report: CopyReport(status: .valid, headerLBA: lba, reason: nil), header: header, entries: entries)
+        } catch {
+            return CopyRead(report: CopyReport(status: .unreadable, headerLBA: lba, reason: error.description))
+        }
+    }
+
+    /// Writes `slots` back in the order that keeps every cut safe: primary entries,
+    /// primary header, flush; backup entries, backup header, flush. A cut before the
+    /// first flush leaves a primary that fails its CRCs, so the old backup wins; a cut
+    /// after it leaves the new primary, which wins. Called by flows only when the slots
+    /// changed or a copy needs repair. Refuses (`writeRefused`) rather than write a
+    /// header it would itself reject.
+    public static func save(_ store: BlockStore, _ loaded: LoadedTable, slots: SlotTable) throws(FlowError) {
+        var entries = loaded.entries
+        var span = entries.mutableSpan
+        slots.store(into: &span, header: loaded.header)
+        let crc = CRC32.checksum(entries.span)
+        var headers: (primary: GPTHeader, backup: GPTHeader)
+        do {
+            headers = try TableCopies.headersForSave(source: loaded.header, sourceRole: loaded.sourceRole,
+                                                     entriesCRC: crc, geometry: loaded.geometry)
+        } catch {
+            throw FlowError(.writeRefused, "slot table not written: the new headers would be invalid: \(error.text)")
+        }
+        let sectorSize = UInt64(loaded.geometry.sectorSize)
+        var primarySector = [UInt8](repeating: 0, count: loaded.geometry.sectorSize)
+        var backupSector = primarySector
+        var primarySpan = primarySector.mutableSpan
+        headers.primary.serialize(into: &primarySpan)
+        var backupSpan = backupSector.mutableSpan
+        headers.backup.serialize(into: &backupSpan)
+        do {
+            try store.writeBytes(entries, at: headers.primary.entriesLBA * sectorSize)
+            try store.writeBytes(primarySector, at: sectorSize)
+            try store.flush()
+            try store.writeBytes(entries, at: headers.backup.entriesLBA * sectorSize)
+            try store.writeBytes(backupSector, at: headers.backup.myLBA * sectorSize)
+            try store.flush()
+        } catch {
+            throw FlowError.io(error, doing: "writing the slot table")
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import SlotCore
+
+struct CLIError: Error {
+    var code: StatusCode
+    var message: String
+    init(_ code: StatusCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Settings after the config file and the flags are merged (flags win).
+struct Settings {
+    var disk: String?
+    var keys = "/etc/slotctl/keys"
+    var counters: String?
+    var bootedFile = "/run/slotctl/booted"
+    var cmdlineFile = "/proc/cmdline"
+    var sectorSize: Int?
+    var json = false
+}
+
+/// The parsed command line: global options (accepted before or after the command),
+/// the command word, its own options and positional arguments.
+struct Invocation {
+    var command: String?
+    var positional: [String] = []
+    var flags: [String: String] = [:]
+    var switches: Set<String> = []
+    var configPath = "/etc/slotctl.conf"
+    var configGiven = false
+    var overrides = Settings()
+    var given: Set<String> = []
+
+    static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file", "--sector-size"]
+    static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
+                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size"]
+    static let commandSwitches = ["--dry-run", "--force", "--verity"]
+
+    static func parse(_ args: [String]) throws(CLIError) -> Invocation {
+        var line = Invocation()
+        var i = 0
+        func value(_ flag: String) throws(CLIError) -> String {
+            i += 1
+            guard i < args.count else { throw CLIError(.usage, "\(flag) needs a value") }
+            return args[i]
+        }
+        while i < args.count {
+            let arg = args[i]
+            var name = arg, inline: String? = nil
+            if arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") {
+                name = String(arg[..<eq])
+                inline = String(arg[arg.index(after: eq)...])
+            }
+            if globalValued.contains(name) {
+                let v: String
+                if let inline { v = inline } else { v = try value(name) }
+                line.given.insert(name)
+                switch name {
+                case "--disk": line.overrides.disk = v
+                case "--keys": line.overrides.keys = v
+                case "--counters": line.overrides.counters = v
+                case "--config": line.configPath = v; line.configGiven = true
+                case "--booted-file": line.overrides.bootedFile = v
+                case "--cmdline-file": line.overrides.cmdlineFile = v
+                default: line.overrides.sectorSize = try parseSectorSize(v, source: "--sector-size")
+                }
+            } else if name == "--json" {
+                line.overrides.json = true
+                line.given.insert(name)
+            } else if name == "--help" || name == "-h" {
+                line.command = "help"
+            } else if commandValued.contains(name) {
+                if let inline { line.flags[name] = inline } else { line.flags[name] = try value(name) }
+            } else if commandSwitches.contains(name) {
+                line.switches.insert(name)
+            } else if arg.hasPrefix("-") && arg != "-" {
+                throw CLIError(.usage, "unknown option \(arg) (see slotctl --help)")
+            } else if line.command == nil {
+                line.command = arg
+            } else {
+                line.positional.append(arg)
+            }
+            i += 1
+        }
+        return line
+    }
+
+    /// Loads the config file (missing is fine unless named with --config) under the flags.
+    func settings() throws(CLIError) -> Settings {
+        var settings = Settings()
+        if let text = try SystemFiles.readText(configPath) {
+            try Config.apply(text, path: configPath, to: &settings)
+        } else if configGiven {
+            throw CLIError(.usage, "\(configPath): config file not found")
+        }
+        if given.contains("--disk") { settings.disk = overrides.disk }
+        if given.contains("--keys") { settings.keys = overrides.keys }
+        if given.contains("--counters") { settings.counters = overrides.counters }
+        if given.contains("--booted-file") { settings.bootedFile = overrides.bootedFile }
+        if given.contains("--cmdline-file") { settings.cmdlineFile = overrides.cmdlineFile }
+        if given.contains("--sector-size") { settings.sectorSize = overrides.sectorSize }
+        if given.contains("--json") { settings.json = true }
+        return settings
+    }
+}
+
+func parseSectorSize(_ text: String, source: String) throws(CLIError) -> Int {
+    guard let value = Int(text), value == 512 || value == 4096 else {
+        throw CLIError(.usage, "\(source): sector size must be 512 or 4096, not '\(text)'")
+    }
+    return value
+}
+
+/// Parses a byte count: digits with an optional K, M, G (or KiB, MiB, GiB) binary suffix.
+func parseSize(_ text: String, flag: String) throws(CLIError) -> UInt64 {
+    let units: [(String, UInt64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30),
+                                     ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)]
+    var digits = text, scale: UInt64 = 1
+    for (suffix, factor) in units where text.hasSuffix(suffix) {
+        digits = String(text.dropLast(suffix.count))
+        scale = factor
+        break
+    }
+    guard let number = UInt64(digits) else { throw CLIError(.usage, "\(flag): '\(text)' is not a size (e.g. 16M, 4096)") }
+    let (bytes, overflow) = number.multipliedReportingOverflow(by: scale)
+    guard !overflow else { throw CLIError(.usage, "\(flag): '\(text)' is too large") }
+    return bytes
+}
+
+/// /etc/slotctl.conf: `key = value` lines, `#` comments. Unknown keys are an error, so a
+/// typo never silently changes which disk or keys are used.
+enum Config {
+    static func apply(_ text: String, path: String, to settings: inout Settings) throws(CLIError) {
+        var number = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = trim(line)
+            if trimmed.isEmpty { continue }
+            guard let eq = trimmed.firstIndex(of: "=") else {
+                throw CLIError(.usage, "\(path):\(number): expected 'key = value'")
+            }
+            let key = trim(String(trimmed[..<eq])), value = trim(String(trimmed[trimmed.index(after: eq)...]))
+            guard !value.isEmpty else { throw CLIError(.usage, "\(path):\(number): '\(key)' has no value") }
+            switch key {
+            case "disk": settings.disk = value
+            case "keys": settings.keys = value
+            case "counters": settings.counters = value
+            case "booted_file": settings.bootedFile = value
+            case "cmdline_file": settings.cmdlineFile = value
+            case "sector_size": settings.sectorSize = try parseSectorSize(value, source: "\(path):\(number)")
+            default: throw CLIError(.usage, "\(path):\(number): unknown key '\(key)'")
+            }
+        }
+    }
+
+    static func trim(_ text: String) -> String {
+        var s = Substring(text)
+        while let first = s.first, first == " " || first == "\t" || first == "\r" { s.removeFirst() }
+        while let last = s.last, last == " " || last == "\t" || last == "\r" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SlotCore
+
+/// slotctl's entry point: parse, run one command, print, exit with its status code.
+/// Errors are one line on stderr; with --json the same code and message also go to
+/// stdout as one object.
+let usage = """
+usage: slotctl [--disk PATH] [--keys DIR] [--counters SPEC] [--config FILE] [--json] COMMAND
+  status                         slots, state, table copies
+  boot [--dry-run]               choose, consume a try; print the slot name
+  mark-successful [SLOT]         default: the booted slot
+  mark-failed [SLOT]             default: the booted slot (exits 40)
+  set-active SLOT [--tries N]    priority 15, N tries (default 6)
+  format [--size BYTES] [--slots N] [--slot-size BYTES] [--name PREFIX] [--force]
+other global options: --booted-file PATH, --cmdline-file PATH, --sector-size 512|4096
+exit codes: spec/status-codes.md
+"""
+
+/// Writes all of `text` to a file descriptor (1 or 2).
+func emit(_ text: String, to fd: Int32) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let put = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if put < 0 { if errno == EINTR { continue }; return }
+        bytes = bytes.dropFirst(put)
+    }
+}
+
+var json = Swift.CommandLine.arguments.contains("--json")
+var exitCode: StatusCode = .ok
+do throws(CLIError) {
+    let line = try Invocation.parse(Array(Swift.CommandLine.arguments.dropFirst()))
+    if line.command == "help" || line.command == nil {
+        emit(usage + "\n", to: line.command == nil ? 2 : 1)
+        exit(line.command == nil ? Int32(StatusCode.usage.rawValue) : 0)
+    }
+    let settings = try line.settings()
+    json = settings.json
+    let (code, text, object) = try Commands(line: line, settings: settings).run()
+    exitCode = code
+    if json {
+        var out = JSONObject()
+        out.set("code", Int(code.rawValue))
+        out.set("status", code.name.description)
+        out.set("command", line.command ?? "")
+        out.set("result", object)
+        emit(out.text + "\n", to: 1)
+    } else {
+        emit(text, to: 1)
+    }
+} catch {
+    exitCode = error.code
+    emit("slotctl: \(error.message)\n", to: 2)
+    if json {
+        var out = JSONObject()
+        out.set("code", Int(error.code.rawValue))
+        out.set("status", error.code.name.description)
+        out.set("error", error.message)
+        emit(out.text + "\n", to: 1)
+    }
+}
+exit(Int32(exitCode.rawValue))

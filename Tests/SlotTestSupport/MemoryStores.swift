@@ -1,0 +1,146 @@
+import SlotCore
+import SlotFlows
+import SlotStorage
+
+/// An in-memory disk that counts every read, write and flush. Test-only.
+public final class MemoryStore: BlockStore {
+    public var bytes: [UInt8]
+    public let sectorSize: Int
+    public private(set) var reads = 0
+    public private(set) var writes = 0
+    public private(set) var flushes = 0
+    /// When set, reads of this byte range fail like a bad sector.
+    public var failingReadRange: Range<UInt64>?
+
+    public init(bytes: [UInt8], sectorSize: Int) {
+        self.bytes = bytes
+        self.sectorSize = sectorSize
+    }
+
+    public var byteCount: UInt64 { UInt64(bytes.count) }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(StorageError) {
+        reads += 1
+        if let bad = failingReadRange, offset < bad.upperBound, offset + UInt64(buffer.count) > bad.lowerBound {
+            throw StorageError(.read, path: "memory", detail: "injected read error at \(offset)")
+        }
+        guard offset <= UInt64(bytes.count), UInt64(buffer.count) <= UInt64(bytes.count) - offset else {
+            throw StorageError(.shortRead, path: "memory", detail: "read past the end at \(offset)")
+        }
+        bytes.withUnsafeBytes { source in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[Int(offset)..<Int(offset) + buffer.count]))
+        }
+    }
+
+    public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws(StorageError) {
+        writes += 1
+        guard offset <= UInt64(bytes.count), UInt64(data.count) <= UInt64(bytes.count) - offset else {
+            throw StorageError(.write, path: "memory", detail: "write past the end at \(offset)")
+        }
+        for (i, byte) in data.enumerated() { bytes[Int(offset) + i] = byte }
+    }
+
+    public func flush() throws(StorageError) { flushes += 1 }
+}
+
+/// A disk that loses power after the N-th write (0-based `cutAt`): that write is torn
+/// (only its first `tornBytes` bytes land, which tears the sector being written), and
+/// every later read, write or flush fails. With `loseUnflushed`, the writes since the
+/// last flush are lost as well, as a drive's volatile cache would lose them.
+/// After the cut, `surviving` is what a fresh boot would find on the medium.
+public final class PowerCutStore: BlockStore {
+    public private(set) var bytes: [UInt8]
+    private var durable: [UInt8]
+    public let sectorSize: Int
+    public let cutAt: Int
+    public let tornBytes: Int
+    public let loseUnflushed: Bool
+    public private(set) var writes = 0
+    public private(set) var didCut = false
+
+    public init(bytes: [UInt8], sectorSize: Int, cutAt: Int, tornBytes: Int, loseUnflushed: Bool) {
+        self.bytes = bytes
+        self.durable = bytes
+        self.sectorSize = sectorSize
+        self.cutAt = cutAt
+        self.tornBytes = tornBytes
+        self.loseUnflushed = loseUnflushed
+    }
+
+    public var byteCount: UInt64 { UInt64(bytes.count) }
+    public var surviving: [UInt8] { bytes }
+
+    private func dead() -> StorageError { StorageError(.write, path: "powercut", detail: "power lost") }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(StorageError) {
+        guard !didCut else { throw dead() }
+        guard offset + UInt64(buffer.count) <= UInt64(bytes.count) else {
+            throw StorageError(.shortRead, path: "powercut", detail: "read past the end")
+        }
+        bytes.withUnsafeBytes { source in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[Int(offset)..<Int(offset) + buffer.count]))
+        }
+    }
+
+    public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws(StorageError) {
+        guard !didCut else { throw dead() }
+        let index = writes
+        writes += 1
+        if index == cutAt {
+            if loseUnflushed { bytes = durable }
+            for i in 0..<min(tornBytes, data.count) { bytes[Int(offset) + i] = data[i] }
+            didCut = true
+            throw dead()
+        }
+        for (i, byte) in data.enumerated() { bytes[Int(offset) + i] = byte }
+    }
+
+    public func flush() throws(StorageError) {
+        guard !didCut else { throw dead() }
+        durable = bytes
+    }
+}
+
+/// A small deterministic generator (SplitMix64) so every property case reproduces from its seed.
+public struct SeededRandom: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Builds valid slot tables in memory with the same format flow the CLI uses.
+public enum TableFixtures {
+    /// A formatted disk of `sectors` sectors with `slots` slots of 1 MiB, with the given
+    /// states applied (through the public table API, then saved).
+    public static func disk(sectorSize: Int = 512, megabytes: Int = 8, slots: Int = 2,
+                            states: [SlotState] = [], seed: UInt64 = 1) -> MemoryStore {
+        let store = MemoryStore(bytes: [UInt8](repeating: 0, count: megabytes << 20), sectorSize: sectorSize)
+        var random = SeededRandom(seed: seed)
+        do {
+            _ = try FormatFlow.format(store, .init(slotCount: slots, slotBytes: 1 << 20, prefix: "root", force: false)) {
+                GUID(low: random.next(), high: random.next())
+            }
+            if !states.isEmpty {
+                let table = try TableStore.load(store)
+                var slotTable = table.slots
+                for (i, state) in states.enumerated() { slotTable[i].state = state }
+                try TableStore.save(store, table, slots: slotTable)
+            }
+        } catch {
+            fatalError("fixture: \(error)")
+        }
+        return MemoryStore(bytes: store.bytes, sectorSize: sectorSize)
+    }
+
+    /// The slot states on `bytes`, or nil if no valid table loads.
+    public static func states(_ bytes: [UInt8], sectorSize: Int) -> [SlotState]? {
+        guard let table = try? TableStore.load(MemoryStore(bytes: bytes, sectorSize: sectorSize)) else { return nil }
+        return (0..<table.slots.count).map { table.slots[$0].state }
+    }
+}
