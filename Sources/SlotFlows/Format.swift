@@ -11,18 +11,20 @@ public enum FormatFlow {
         public var slotBytes: UInt64
         public var prefix: String
         public var force: Bool
+        /// Where partitions start: multiples of this many bytes (1 MiB, as sgdisk does).
+        public var alignment: UInt64
 
-        public init(slotCount: Int, slotBytes: UInt64, prefix: String, force: Bool) {
+        public init(slotCount: Int, slotBytes: UInt64, prefix: String, force: Bool, alignment: UInt64 = 1 << 20) {
             self.slotCount = slotCount
             self.slotBytes = slotBytes
             self.prefix = prefix
             self.force = force
+            self.alignment = alignment
         }
     }
 
     static let entryCount: UInt32 = 128
     static let entrySize: UInt32 = 128
-    static let alignment: UInt64 = 1 << 20
 
     /// `newGUID` supplies random GUIDs (the CLI uses libuuid); tests pass a seeded source.
     public static func format(_ store: BlockStore, _ options: Options, newGUID: () -> GUID) throws(FlowError) -> LoadedTable {
@@ -46,14 +48,14 @@ public enum FormatFlow {
         let backupLBA = geometry.lastLBA
         let firstUsable = 2 + entrySectors
         let lastUsable = backupLBA - entrySectors - 1
-        let alignSectors = alignment / sectorSize
+        let alignSectors = max(1, options.alignment / sectorSize)
         let slotSectors = geometry.sectors(forBytes: options.slotBytes)
         guard slotSectors > 0 else { throw FlowError(.usage, "format: slot size must be positive") }
 
         var entries = [UInt8](repeating: 0, count: Int(entriesBytes))
         var header = GPTHeader(myLBA: 1, alternateLBA: backupLBA, firstUsableLBA: firstUsable, lastUsableLBA: lastUsable,
                                diskGUID: newGUID(), entriesLBA: 2, entryCount: entryCount, entrySize: entrySize, entriesCRC: 0)
-        var start = alignSectors
+        var start = (firstUsable + alignSectors - 1) / alignSectors * alignSectors
         var span = entries.mutableSpan
         for index in 0..<options.slotCount {
             let (end, overflow) = start.addingReportingOverflow(slotSectors - 1)

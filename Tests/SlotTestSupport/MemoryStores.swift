@@ -37,7 +37,9 @@ public final class MemoryStore: BlockStore {
         guard offset <= UInt64(bytes.count), UInt64(data.count) <= UInt64(bytes.count) - offset else {
             throw StorageError(.write, path: "memory", detail: "write past the end at \(offset)")
         }
-        for (i, byte) in data.enumerated() { bytes[Int(offset) + i] = byte }
+        bytes.withUnsafeMutableBytes { target in
+            UnsafeMutableRawBufferPointer(rebasing: target[Int(offset)..<Int(offset) + data.count]).copyMemory(from: data)
+        }
     }
 
     public func flush() throws(StorageError) { flushes += 1 }
@@ -118,12 +120,17 @@ public struct SeededRandom: RandomNumberGenerator {
 public enum TableFixtures {
     /// A formatted disk of `sectors` sectors with `slots` slots of 1 MiB, with the given
     /// states applied (through the public table API, then saved).
-    public static func disk(sectorSize: Int = 512, megabytes: Int = 8, slots: Int = 2,
-                            states: [SlotState] = [], seed: UInt64 = 1) -> MemoryStore {
-        let store = MemoryStore(bytes: [UInt8](repeating: 0, count: megabytes << 20), sectorSize: sectorSize)
+    /// `small` packs slots of 64 KiB on 4 KiB boundaries into a disk of a few hundred KiB,
+    /// for tests that run thousands of cases.
+    public static func disk(sectorSize: Int = 512, slots: Int = 2, states: [SlotState] = [], seed: UInt64 = 1,
+                            small: Bool = false) -> MemoryStore {
+        let slotBytes: UInt64 = small ? 64 << 10 : 1 << 20
+        let alignment: UInt64 = small ? 4096 : 1 << 20
+        let size = small ? (slots + 2) * (64 << 10) : (slots + 2) << 20
+        let store = MemoryStore(bytes: [UInt8](repeating: 0, count: size), sectorSize: sectorSize)
         var random = SeededRandom(seed: seed)
         do {
-            _ = try FormatFlow.format(store, .init(slotCount: slots, slotBytes: 1 << 20, prefix: "root", force: false)) {
+            _ = try FormatFlow.format(store, .init(slotCount: slots, slotBytes: slotBytes, prefix: "root", force: false, alignment: alignment)) {
                 GUID(low: random.next(), high: random.next())
             }
             if !states.isEmpty {

@@ -1,0 +1,187 @@
+import Testing
+import SlotCore
+import SlotFlows
+import SlotStorage
+import SlotTestSupport
+
+func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, tries: t, successful: s) }
+
+/// Byte ranges of the four GPT regions on a fixture disk (128 entries of 128 bytes).
+struct Regions {
+    let sectorSize: Int
+    let byteCount: Int
+    var entriesBytes: Int { 128 * 128 }
+    var primaryHeader: Range<Int> { sectorSize..<(2 * sectorSize) }
+    var primaryEntries: Range<Int> { (2 * sectorSize)..<(2 * sectorSize + entriesBytes) }
+    var backupHeader: Range<Int> { (byteCount - sectorSize)..<byteCount }
+    var backupEntries: Range<Int> {
+        let sectors = (entriesBytes + sectorSize - 1) / sectorSize
+        let start = byteCount - sectorSize - sectors * sectorSize
+        return start..<(start + entriesBytes)
+    }
+    init(_ store: MemoryStore) {
+        sectorSize = store.sectorSize
+        byteCount = store.bytes.count
+    }
+}
+
+@Suite struct BootFlowTests {
+    @Test(arguments: [512, 4096])
+    func bootConsumesTryAndPersists(sectorSize: Int) throws {
+        let store = TableFixtures.disk(sectorSize: sectorSize, states: [S(15, 2, false), S(14, 0, true)])
+        let report = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(report.slots[report.chosen].letter == UInt8(ascii: "a"))
+        #expect(report.consumedTry && report.wrote)
+        #expect(TableFixtures.states(store.bytes, sectorSize: sectorSize) == [S(15, 1, false), S(14, 0, true)])
+        _ = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(TableFixtures.states(store.bytes, sectorSize: sectorSize) == [S(15, 0, false), S(14, 0, true)])
+        // Tries exhausted, never confirmed: falls back to b, and a is normalized to priority 0.
+        let third = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(third.slots[third.chosen].letter == UInt8(ascii: "b"))
+        #expect(TableFixtures.states(store.bytes, sectorSize: sectorSize) == [S(0, 0, false), S(14, 0, true)])
+    }
+
+    @Test func dryRunWritesNothing() throws {
+        let store = TableFixtures.disk(states: [S(15, 2, false), S(14, 0, true)])
+        let before = store.bytes
+        let report = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: true)
+        #expect(report.consumedTry && !report.wrote)
+        #expect(store.writes == 0 && store.bytes == before)
+    }
+
+    @Test func successfulSlotBootsWithoutAWrite() throws {
+        let store = TableFixtures.disk(states: [S(15, 0, true), S(14, 0, true)])
+        let report = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(!report.consumedTry && !report.wrote && store.writes == 0)
+    }
+
+    @Test func nothingBootableIsCode50AndNoWrite() throws {
+        let store = TableFixtures.disk(states: [S(0, 0, true), S(3, 0, false)])
+        #expect { try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false) } throws: {
+            ($0 as? FlowError)?.code == .noBootableSlot
+        }
+        #expect(store.writes == 0)
+    }
+
+    struct RefuseA: SlotVerifier {
+        var name: String { "test" }
+        func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
+            slot.letter == UInt8(ascii: "a") ? .rejected(code: .verifyFailed, reason: "test refusal") : .accepted
+        }
+    }
+
+    @Test func refusedSlotIsMarkedUnbootableAndNextTried() throws {
+        let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
+        let report = try SlotFlows.boot(store, verifier: RefuseA(), dryRun: false)
+        #expect(report.slots[report.chosen].letter == UInt8(ascii: "b"))
+        #expect(report.rejected.count == 1 && report.rejected[0].reason == "test refusal")
+        #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(0, 0, false), S(14, 0, true)])
+    }
+
+    @Test func markCommands() throws {
+        let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
+        _ = try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "a"))
+        #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
+        _ = try SlotFlows.markFailed(store, slot: UInt8(ascii: "A"))
+        #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(0, 0, false), S(14, 0, true)])
+        #expect { try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "a")) } throws: {
+            ($0 as? FlowError)?.code == .slotNotBootable
+        }
+        #expect { try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "q")) } throws: {
+            ($0 as? FlowError)?.code == .usage
+        }
+        _ = try SlotFlows.setActive(store, slot: UInt8(ascii: "a"), tries: 4)
+        #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 4, false), S(14, 0, true)])
+    }
+
+    @Test func normalizationIsReportedNotWrittenByStatus() throws {
+        let store = TableFixtures.disk(states: [S(15, 4, true), S(9, 0, false)])
+        let report = try SlotFlows.status(store)
+        #expect(report.normalization.clearedTries == 1 && report.normalization.exhausted == 2)
+        #expect(store.writes == 0)
+    }
+}
+
+@Suite struct RepairTests {
+    static func damage(_ store: MemoryStore, _ range: Range<Int>) {
+        for i in range { store.bytes[i] ^= 0x5A }
+    }
+
+    @Test(arguments: [512, 4096], ["primaryHeader", "primaryEntries", "backupHeader", "backupEntries"])
+    func oneDamagedCopyIsReadAndRepaired(sectorSize: Int, region: String) throws {
+        let store = TableFixtures.disk(sectorSize: sectorSize, states: [S(15, 0, true), S(10, 2, false)])
+        let good = store.bytes
+        let regions = Regions(store)
+        let range = [
+            "primaryHeader": regions.primaryHeader, "primaryEntries": regions.primaryEntries,
+            "backupHeader": regions.backupHeader, "backupEntries": regions.backupEntries,
+        ][region]!
+        Self.damage(store, range)
+        let status = try SlotFlows.status(store)
+        #expect(status.table.needsRepair)
+        #expect(status.table.sourceRole == (region.hasPrefix("primary") ? .backup : .primary))
+        #expect((0..<status.slots.count).map { status.slots[$0].state } == [S(15, 0, true), S(10, 2, false)])
+        #expect(store.writes == 0)
+        // A successful slot boots without a state change; the repair still happens.
+        let boot = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(boot.wrote)
+        #expect(store.bytes == good, "the repaired disk equals the undamaged one byte for byte")
+    }
+
+    @Test func bothCopiesBadIsCode60AndNothingWritten() throws {
+        let store = TableFixtures.disk(states: [S(15, 0, true), S(10, 2, false)])
+        let regions = Regions(store)
+        Self.damage(store, regions.primaryHeader)
+        Self.damage(store, regions.backupEntries)
+        for run in [{ _ = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false) },
+                    { _ = try SlotFlows.markSuccessful(store, slot: 0x61) },
+                    { _ = try SlotFlows.status(store) }] as [() throws -> Void] {
+            #expect { try run() } throws: { ($0 as? FlowError)?.code == .tableUnusable }
+        }
+        #expect(store.writes == 0)
+    }
+
+    @Test func readErrorOnOneCopyFallsBackAndBothIsIOError() throws {
+        let store = TableFixtures.disk(states: [S(15, 0, true), S(10, 2, false)])
+        let regions = Regions(store)
+        store.failingReadRange = UInt64(regions.primaryEntries.lowerBound)..<UInt64(regions.primaryEntries.upperBound)
+        let status = try SlotFlows.status(store)
+        #expect(status.table.primary.status == .unreadable && status.table.sourceRole == .backup)
+        store.failingReadRange = UInt64(regions.primaryHeader.lowerBound)..<UInt64(regions.backupHeader.upperBound)
+        #expect { try SlotFlows.status(store) } throws: { ($0 as? FlowError)?.code == .ioError }
+    }
+
+    @Test func staleBackupLosesToPrimaryAndIsRewritten() throws {
+        let old = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
+        let new = MemoryStore(bytes: old.bytes, sectorSize: 512)
+        _ = try SlotFlows.markSuccessful(new, slot: 0x61)
+        // The new primary with the old backup: both valid, disagreeing. The primary wins.
+        let regions = Regions(old)
+        var mixed = new.bytes
+        mixed.replaceSubrange(regions.backupEntries, with: old.bytes[regions.backupEntries])
+        mixed.replaceSubrange(regions.backupHeader, with: old.bytes[regions.backupHeader])
+        let store = MemoryStore(bytes: mixed, sectorSize: 512)
+        let status = try SlotFlows.status(store)
+        #expect(status.table.backup.status == .stale)
+        #expect(status.slots[0].state == S(15, 0, true))
+        _ = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(store.bytes == new.bytes)
+    }
+
+    @Test func duplicateSlotNamesAreRefused() throws {
+        let store = TableFixtures.disk(slots: 2)
+        let regions = Regions(store)
+        // Rename root_b to root_a in both copies, fixing CRCs the way a foreign tool would.
+        for (entries, header) in [(regions.primaryEntries, regions.primaryHeader), (regions.backupEntries, regions.backupHeader)] {
+            store.bytes[entries.lowerBound + 128 + 56 + 10] = 0x61
+            let crc = CRC32.checksum(Array(store.bytes[entries]).span)
+            var sector = Array(store.bytes[header])
+            var h = try GPTHeader.parse(sector.span)
+            h.entriesCRC = crc
+            var span = sector.mutableSpan
+            h.serialize(into: &span)
+            store.bytes.replaceSubrange(header, with: sector)
+        }
+        #expect { try SlotFlows.status(store) } throws: { ($0 as? FlowError)?.code == .duplicateSlot }
+    }
+}
