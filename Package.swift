@@ -1,6 +1,7 @@
 // swift-tools-version: 6.2
 // Layers, innermost first (spec/architecture.md): SlotCore (pure, Embedded, no I/O)
-// <- SlotStorage (block stores) <- SlotFlows (boot, mark, set-active, format)
+// <- SlotStorage (block stores) <- SlotCrypto (OpenSSL EVP) <- SlotFlows (boot, mark,
+// set-active, format, sign, verify)
 // <- slotctl (the CLI). Each imports only what is listed before it.
 import PackageDescription
 
@@ -12,13 +13,15 @@ let package = Package(
     targets: [
         .target(name: "SlotCore"),
         .systemLibrary(name: "CLibUUID", pkgConfig: "uuid", providers: [.apt(["uuid-dev"])]),
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "SlotStorage", dependencies: ["SlotCore"]),
-        .target(name: "SlotFlows", dependencies: ["SlotCore", "SlotStorage"]),
-        .executableTarget(name: "slotctl", dependencies: ["SlotCore", "SlotStorage", "SlotFlows", "CLibUUID"]),
-        .target(name: "SlotTestSupport", dependencies: ["SlotCore", "SlotStorage", "SlotFlows"],
+        .target(name: "SlotCrypto", dependencies: ["SlotCore", "CLibCrypto"]),
+        .target(name: "SlotFlows", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto"]),
+        .executableTarget(name: "slotctl", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotFlows", "CLibUUID"]),
+        .target(name: "SlotTestSupport", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotFlows"],
                 path: "Tests/SlotTestSupport"),
         .testTarget(name: "SlotCoreTests", dependencies: ["SlotCore", "SlotTestSupport"]),
-        .testTarget(name: "SlotFlowsTests", dependencies: ["SlotCore", "SlotStorage", "SlotFlows", "SlotTestSupport"]),
+        .testTarget(name: "SlotFlowsTests", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotFlows", "SlotTestSupport"]),
         .testTarget(name: "InteropTests", dependencies: ["SlotCore", "SlotTestSupport"]),
     ]
 )

@@ -3,7 +3,14 @@
 public enum StatusCode: UInt8, Sendable {
     case ok = 0
     case downloadFailed = 10
-    case verifyFailed = 20
+    case signatureInvalid = 20
+    case untrustedKey = 21
+    case rollback = 22
+    case digestMismatch = 23
+    case malformedDescriptor = 24
+    case keyAlgorithmMismatch = 25
+    case unsigned = 26
+    case cryptoError = 27
     case postcheckFailed = 40
     case noBootableSlot = 50
     case slotNotBootable = 51
@@ -19,7 +26,14 @@ public enum StatusCode: UInt8, Sendable {
         switch self {
         case .ok: "ok"
         case .downloadFailed: "download_failed"
-        case .verifyFailed: "verify_failed"
+        case .signatureInvalid: "signature_invalid"
+        case .untrustedKey: "untrusted_key"
+        case .rollback: "rollback"
+        case .digestMismatch: "digest_mismatch"
+        case .malformedDescriptor: "malformed_descriptor"
+        case .keyAlgorithmMismatch: "key_algorithm_mismatch"
+        case .unsigned: "unsigned"
+        case .cryptoError: "crypto_error"
         case .postcheckFailed: "postcheck_failed"
         case .noBootableSlot: "no_bootable_slot"
         case .slotNotBootable: "slot_not_bootable"

@@ -1,0 +1,241 @@
+internal import CLibCrypto
+import SlotCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A libcrypto failure, with OpenSSL's own reason when it gave one.
+public struct CryptoError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+
+    /// `what` plus the newest OpenSSL error on this thread (the queue is cleared).
+    static func openSSL(_ what: String) -> CryptoError {
+        var reason = ""
+        var code = ERR_get_error()
+        while code != 0 {
+            var buffer = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(code, &buffer, buffer.count)
+            reason = String(cString: buffer)
+            code = ERR_get_error()
+        }
+        return CryptoError(reason.isEmpty ? what : "\(what): \(reason)")
+    }
+}
+
+/// Streaming SHA-256 through one reused EVP_MD_CTX. Used by verify and install to hash
+/// a payload in fixed-size chunks, and by key loading for key ids.
+public final class SHA256Stream {
+    private let context: OpaquePointer
+
+    public init() {
+        guard let context = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
+        self.context = context
+        reset()
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    public func reset() {
+        guard EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else { fatalError("EVP_DigestInit_ex(sha256) failed") }
+    }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        EVP_DigestUpdate(context, bytes.baseAddress, bytes.count)
+    }
+
+    /// The digest; the stream is reset for the next use.
+    public func finish() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, &digest, &length)
+        reset()
+        return digest
+    }
+
+    public static func digest(_ bytes: [UInt8]) -> [UInt8] {
+        let stream = SHA256Stream()
+        bytes.withUnsafeBytes { stream.update($0) }
+        return stream.finish()
+    }
+}
+
+/// The kinds of key slotctl signs and verifies with.
+public enum KeyKind: Equatable, Sendable, CustomStringConvertible {
+    case ed25519
+    case ecP256
+    case rsa(bits: Int)
+    case unsupported(String)
+
+    /// The descriptor algorithm this key signs with, if any.
+    public var algorithm: SignatureAlgorithm? {
+        switch self {
+        case .ed25519: .ed25519
+        case .ecP256: .ecdsaP256SHA256
+        case .rsa(3072): .rsa3072PSSSHA256
+        case .rsa(4096): .rsa4096PSSSHA256
+        default: nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .ed25519: "ed25519"
+        case .ecP256: "ec-p256"
+        case .rsa(let bits): "rsa-\(bits)"
+        case .unsupported(let what): "unsupported (\(what))"
+        }
+    }
+}
+
+/// An EVP_PKEY with what slotctl needs to know about it.
+public class Key {
+    let pkey: OpaquePointer
+    /// SHA-256 of the DER SubjectPublicKeyInfo: the key id descriptors name.
+    public let keyID: [UInt8]
+    public let kind: KeyKind
+    public let path: String
+
+    init(pkey: OpaquePointer, path: String) throws(CryptoError) {
+        self.pkey = pkey
+        self.path = path
+        let length = i2d_PUBKEY(pkey, nil)
+        guard length > 0 else { throw CryptoError.openSSL("\(path): cannot encode the public key") }
+        var der = [UInt8](repeating: 0, count: Int(length))
+        der.withUnsafeMutableBufferPointer { buffer in
+            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+            _ = i2d_PUBKEY(pkey, &cursor)
+        }
+        keyID = SHA256Stream.digest(der)
+        kind = Key.kind(of: pkey)
+    }
+
+    deinit { EVP_PKEY_free(pkey) }
+
+    static func kind(of pkey: OpaquePointer) -> KeyKind {
+        switch EVP_PKEY_get_base_id(pkey) {
+        case NID_ED25519: return .ed25519
+        case NID_rsaEncryption: return .rsa(bits: Int(EVP_PKEY_get_bits(pkey)))
+        case NID_X9_62_id_ecPublicKey:
+            var name = [CChar](repeating: 0, count: 64)
+            var length = 0
+            guard EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, &name, name.count, &length) == 1 else {
+                return .unsupported("EC key without a named curve")
+            }
+            let curve = String(cString: name)
+            return curve == "prime256v1" ? .ecP256 : .unsupported("EC curve \(curve)")
+        case let other: return .unsupported(String(cString: OBJ_nid2sn(other)))
+        }
+    }
+
+    static func readPEM(_ path: String, _ read: (OpaquePointer) -> OpaquePointer?) throws(CryptoError) -> OpaquePointer {
+        guard let bio = BIO_new_file(path, "r") else { throw CryptoError.openSSL("\(path): cannot open") }
+        defer { BIO_free(bio) }
+        guard let pkey = read(bio) else { throw CryptoError.openSSL("\(path): not a PEM key") }
+        return pkey
+    }
+
+    /// Sets up a sign or verify context for `algorithm` on this key.
+    func initContext(_ context: OpaquePointer, algorithm: SignatureAlgorithm, signing: Bool) throws(CryptoError) {
+        let digest = algorithm == .ed25519 ? nil : EVP_sha256()
+        var keyContext: OpaquePointer? = nil
+        let ok = signing ? EVP_DigestSignInit(context, &keyContext, digest, nil, pkey)
+                         : EVP_DigestVerifyInit(context, &keyContext, digest, nil, pkey)
+        guard ok == 1 else { throw CryptoError.openSSL("\(path): cannot set up \(algorithm.name)") }
+        if algorithm == .rsa3072PSSSHA256 || algorithm == .rsa4096PSSSHA256 {
+            guard EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PSS_PADDING) == 1,
+                  EVP_PKEY_CTX_set_rsa_pss_saltlen(keyContext, RSA_PSS_SALTLEN_DIGEST) == 1 else {
+                throw CryptoError.openSSL("\(path): cannot select RSA-PSS")
+            }
+        }
+    }
+}
+
+/// A trusted public key from the key directory.
+public final class PublicKey: Key {
+    /// Reads a PEM public key (`openssl pkey -pubout` output).
+    public init(pemPath path: String) throws(CryptoError) {
+        let pkey = try Key.readPEM(path) { PEM_read_bio_PUBKEY($0, nil, nil, nil) }
+        try super.init(pkey: pkey, path: path)
+    }
+
+    /// True only for a signature that verifies over `message` with `algorithm`.
+    /// A key of the wrong kind for `algorithm` is the caller's check (it has its own code).
+    public func verify(message: [UInt8], signature: [UInt8], algorithm: SignatureAlgorithm) throws(CryptoError) -> Bool {
+        guard let context = EVP_MD_CTX_new() else { throw CryptoError("out of memory") }
+        defer { EVP_MD_CTX_free(context) }
+        try initContext(context, algorithm: algorithm, signing: false)
+        var encoded = signature
+        if algorithm == .ecdsaP256SHA256 {
+            guard let der = ECDSASignature.der(fromRaw: signature) else { return false }
+            encoded = der
+        }
+        let result = EVP_DigestVerify(context, encoded, encoded.count, message, message.count)
+        ERR_clear_error()
+        return result == 1
+    }
+}
+
+/// A signing key (`openssl genpkey` output), used by `slotctl sign` on the build host.
+public final class PrivateKey: Key {
+    public init(pemPath path: String) throws(CryptoError) {
+        let pkey = try Key.readPEM(path) { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
+        try super.init(pkey: pkey, path: path)
+    }
+
+    /// Signs `message`; ECDSA signatures come back as raw r||s (64 bytes).
+    public func sign(message: [UInt8], algorithm: SignatureAlgorithm) throws(CryptoError) -> [UInt8] {
+        guard let context = EVP_MD_CTX_new() else { throw CryptoError("out of memory") }
+        defer { EVP_MD_CTX_free(context) }
+        try initContext(context, algorithm: algorithm, signing: true)
+        var length = 0
+        guard EVP_DigestSign(context, nil, &length, message, message.count) == 1 else {
+            throw CryptoError.openSSL("\(path): signing failed")
+        }
+        var signature = [UInt8](repeating: 0, count: length)
+        guard EVP_DigestSign(context, &signature, &length, message, message.count) == 1 else {
+            throw CryptoError.openSSL("\(path): signing failed")
+        }
+        signature.removeSubrange(length...)
+        if algorithm == .ecdsaP256SHA256 {
+            guard let raw = ECDSASignature.raw(fromDER: signature) else { throw CryptoError("\(path): bad ECDSA signature encoding") }
+            return raw
+        }
+        return signature
+    }
+}
+
+/// ECDSA P-256 signatures: DER (what libcrypto speaks) <-> raw r||s (what descriptors hold).
+public enum ECDSASignature {
+    public static func raw(fromDER der: [UInt8]) -> [UInt8]? {
+        der.withUnsafeBufferPointer { buffer -> [UInt8]? in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            guard let signature = d2i_ECDSA_SIG(nil, &cursor, der.count) else { return nil }
+            defer { ECDSA_SIG_free(signature) }
+            var out = [UInt8](repeating: 0, count: 64)
+            guard let r = ECDSA_SIG_get0_r(signature), let s = ECDSA_SIG_get0_s(signature),
+                  BN_bn2binpad(r, &out, 32) == 32,
+                  out.withUnsafeMutableBufferPointer({ BN_bn2binpad(s, $0.baseAddress! + 32, 32) }) == 32 else { return nil }
+            return out
+        }
+    }
+
+    public static func der(fromRaw raw: [UInt8]) -> [UInt8]? {
+        guard raw.count == 64, let signature = ECDSA_SIG_new() else { return nil }
+        defer { ECDSA_SIG_free(signature) }
+        let r = raw.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress, 32, nil) }
+        let s = raw.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress! + 32, 32, nil) }
+        guard let r, let s else { BN_free(r); BN_free(s); return nil }
+        guard ECDSA_SIG_set0(signature, r, s) == 1 else { BN_free(r); BN_free(s); return nil }
+        let length = i2d_ECDSA_SIG(signature, nil)
+        guard length > 0 else { return nil }
+        var der = [UInt8](repeating: 0, count: Int(length))
+        der.withUnsafeMutableBufferPointer { buffer in
+            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+            _ = i2d_ECDSA_SIG(signature, &cursor)
+        }
+        return der
+    }
+}

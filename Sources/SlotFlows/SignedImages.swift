@@ -1,0 +1,242 @@
+import SlotCore
+import SlotCrypto
+import SlotStorage
+
+/// Hashes byte ranges of a store through one fixed, reused buffer: memory does not grow
+/// with the payload. One per process is enough.
+public final class PayloadHasher {
+    public static let chunkSize = 1 << 20
+    private let buffer: UnsafeMutableRawBufferPointer
+    private let sha = SHA256Stream()
+
+    public init() {
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: PayloadHasher.chunkSize, alignment: 4096)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// SHA-256 of `count` bytes at `offset`.
+    public func digest(_ store: BlockStore, offset: UInt64, count: UInt64) throws(StorageError) -> [UInt8] {
+        var done: UInt64 = 0
+        while done < count {
+            let n = Int(min(UInt64(buffer.count), count - done))
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+            try store.read(into: chunk, at: offset + done)
+            sha.update(UnsafeRawBufferPointer(chunk))
+            done += UInt64(n)
+        }
+        return sha.finish()
+    }
+
+    /// Copies `count` bytes from `source` at 0 to `target` at 0 and returns their SHA-256:
+    /// one pass, one buffer (used by `sign`).
+    public func copyAndDigest(from source: BlockStore, to target: BlockStore, count: UInt64) throws(StorageError) -> [UInt8] {
+        var done: UInt64 = 0
+        while done < count {
+            let n = Int(min(UInt64(buffer.count), count - done))
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+            try source.read(into: chunk, at: done)
+            sha.update(UnsafeRawBufferPointer(chunk))
+            try target.write(UnsafeRawBufferPointer(chunk), at: done)
+            done += UInt64(n)
+        }
+        return sha.finish()
+    }
+}
+
+/// What verification found out about one signed image.
+public struct ImageReport {
+    /// `.ok`, or the 20-family code of the first check that failed.
+    public var code: StatusCode
+    /// Why, when `code` is not `.ok`.
+    public var reason: String?
+    public var descriptor: SlotDescriptor?
+    public var footer: ImageFooter?
+    /// The trusted key that verified the signature (nil if none did).
+    public var signer: PublicKey?
+
+    public var verified: Bool { code == .ok }
+    public var keyID: [UInt8]? { descriptor.map { d in (0..<32).map { d.keyID[$0] } } }
+    public var payloadDigest: [UInt8]? { descriptor.map { d in (0..<32).map { d.payloadDigest[$0] } } }
+    public var version: String? {
+        descriptor.map { d in String(decoding: (0..<d.versionLength).map { d.versionString[$0] }, as: UTF8.self) }
+    }
+}
+
+/// Verification of signed slot images (spec/image-format.md), in this order, stopping at
+/// the first failure: footer, descriptor bounds, trusted key, key kind, signature over
+/// the descriptor, payload digest (constant-time compare). Rollback joins with counters.
+public enum ImageVerification {
+    /// Verifies the image in bytes [offset, offset + size) of `store`: a slot partition
+    /// or an image file. Never throws: every failure is a report with a code.
+    public static func verify(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
+                              hasher: PayloadHasher) -> ImageReport {
+        var report = ImageReport(code: .ok)
+        func fail(_ code: StatusCode, _ reason: String) -> ImageReport {
+            report.code = code
+            report.reason = reason
+            return report
+        }
+        guard size >= UInt64(ImageFooter.size) else { return fail(.unsigned, "too small to hold a footer") }
+        let footer: ImageFooter
+        let descriptorBytes: [UInt8]
+        do {
+            let footerBytes = try store.readBytes(count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size))
+            do { footer = try ImageFooter.parse(footerBytes.span, partitionSize: size) } catch {
+                return fail(error.statusCode, error.reason.description)
+            }
+            report.footer = footer
+            // Bounded by ImageFooter.parse: at most SlotDescriptor.maxSize, inside the partition.
+            descriptorBytes = try store.readBytes(count: Int(footer.descriptorSize), at: offset + footer.descriptorOffset)
+        } catch {
+            return fail(.ioError, "reading the image: \(error.description)")
+        }
+        let descriptor: SlotDescriptor
+        do { descriptor = try SlotDescriptor.parse(descriptorBytes.span, descriptorOffset: footer.descriptorOffset) } catch {
+            return fail(error.statusCode, error.reason.description)
+        }
+        report.descriptor = descriptor
+        let keyID = report.keyID!
+        guard let key = keys.key(id: keyID) else {
+            return fail(.untrustedKey, "signed by key \(hex(keyID)), which is not in \(keys.path)")
+        }
+        guard key.kind.algorithm == descriptor.signatureAlgorithm else {
+            return fail(.keyAlgorithmMismatch,
+                        "descriptor says \(descriptor.signatureAlgorithm.name) but key \(key.path) is \(key.kind)")
+        }
+        let message = Array(descriptorBytes[0..<SlotDescriptor.signedSize])
+        let signature = Array(descriptorBytes[SlotDescriptor.signedSize...])
+        do {
+            guard try key.verify(message: message, signature: signature, algorithm: descriptor.signatureAlgorithm) else {
+                return fail(.signatureInvalid, "descriptor signature does not verify with \(key.path)")
+            }
+        } catch {
+            return fail(.cryptoError, error.message)
+        }
+        report.signer = key
+        let digest: [UInt8]
+        do { digest = try hasher.digest(store, offset: offset, count: descriptor.payloadSize) } catch {
+            return fail(.ioError, "reading the payload: \(error.description)")
+        }
+        let expected = report.payloadDigest!
+        guard constantTimeEqual(digest.span, expected.span) else {
+            report.signer = nil
+            return fail(.digestMismatch, "payload SHA-256 is \(hex(digest)), the descriptor says \(hex(expected))")
+        }
+        return report
+    }
+}
+
+/// The boot verifier for signed slots: a slot boots only if its image verifies.
+public struct SignedSlotVerifier: SlotVerifier {
+    public let keys: KeyDirectory
+    public let hasher: PayloadHasher
+
+    public init(keys: KeyDirectory, hasher: PayloadHasher = PayloadHasher()) {
+        self.keys = keys
+        self.hasher = hasher
+    }
+
+    public var name: String { "signature" }
+
+    public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
+        let report = ImageVerification.verify(store, offset: table.byteOffset(slot), size: table.byteSize(slot),
+                                              keys: keys, hasher: hasher)
+        return report.verified ? .accepted : .rejected(code: report.code, reason: report.reason ?? "verification failed")
+    }
+}
+
+extension LoadedTable {
+    public func byteOffset(_ slot: Slot) -> UInt64 { slot.firstLBA * UInt64(geometry.sectorSize) }
+    public func byteSize(_ slot: Slot) -> UInt64 { (slot.lastLBA - slot.firstLBA + 1) * UInt64(geometry.sectorSize) }
+}
+
+/// `slotctl sign`: payload at 0, descriptor at the next 4 KiB boundary, footer in the
+/// last 64 bytes of the partition.
+public enum SignFlow {
+    public struct Request {
+        public var payloadSize: UInt64
+        public var partitionSize: UInt64?
+        public var rollbackIndex: UInt64
+        public var rollbackLocation: UInt32
+        public var version: String
+
+        public init(payloadSize: UInt64, partitionSize: UInt64?, rollbackIndex: UInt64, rollbackLocation: UInt32, version: String) {
+            self.payloadSize = payloadSize
+            self.partitionSize = partitionSize
+            self.rollbackIndex = rollbackIndex
+            self.rollbackLocation = rollbackLocation
+            self.version = version
+        }
+    }
+
+    public struct Layout {
+        public var descriptorOffset: UInt64
+        public var partitionSize: UInt64
+    }
+
+    static let alignment: UInt64 = 4096
+
+    /// Where the descriptor goes and how large the image is; refuses (code 64) a
+    /// partition size the image does not fit in.
+    public static func layout(_ request: Request, algorithm: SignatureAlgorithm) throws(FlowError) -> Layout {
+        let descriptorSize = UInt64(SlotDescriptor.signedSize + algorithm.signatureSize)
+        let (padded, overflow) = request.payloadSize.addingReportingOverflow(alignment - 1)
+        guard !overflow else { throw FlowError(.usage, "sign: payload too large") }
+        let descriptorOffset = padded / alignment * alignment
+        let needed = descriptorOffset + descriptorSize + UInt64(ImageFooter.size)
+        let partitionSize = request.partitionSize ?? (needed + alignment - 1) / alignment * alignment
+        guard needed <= partitionSize else {
+            throw FlowError(.usage, "sign: payload of \(request.payloadSize) bytes with its descriptor and footer needs \(needed) bytes; --partition-size is \(partitionSize)")
+        }
+        return Layout(descriptorOffset: descriptorOffset, partitionSize: partitionSize)
+    }
+
+    /// Writes the signed image to `output` (already `layout.partitionSize` bytes of zeros)
+    /// and returns its descriptor.
+    public static func sign(payload: BlockStore, output: BlockStore, key: PrivateKey, request: Request,
+                            hasher: PayloadHasher) throws(FlowError) -> SlotDescriptor {
+        guard let algorithm = key.kind.algorithm else {
+            throw FlowError(.keyAlgorithmMismatch, "sign: \(key.path) is a \(key.kind) key; use ed25519, EC P-256, or RSA 3072/4096")
+        }
+        guard request.rollbackLocation < SlotDescriptor.rollbackLocations else {
+            throw FlowError(.usage, "sign: rollback location must be 0...\(SlotDescriptor.rollbackLocations - 1)")
+        }
+        let versionBytes = Array(request.version.utf8)
+        guard versionBytes.count < 64, !versionBytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            throw FlowError(.usage, "sign: --version must be at most 63 bytes of printable text")
+        }
+        let layout = try layout(request, algorithm: algorithm)
+        var descriptor = SlotDescriptor()
+        descriptor.payloadSize = request.payloadSize
+        descriptor.rollbackIndex = request.rollbackIndex
+        descriptor.rollbackLocation = request.rollbackLocation
+        descriptor.signatureAlgorithm = algorithm
+        for (i, byte) in key.keyID.enumerated() { descriptor.keyID[i] = byte }
+        for (i, byte) in versionBytes.enumerated() { descriptor.versionString[i] = byte }
+        do {
+            let digest = try hasher.copyAndDigest(from: payload, to: output, count: request.payloadSize)
+            for (i, byte) in digest.enumerated() { descriptor.payloadDigest[i] = byte }
+        } catch { throw FlowError.io(error, doing: "sign: copying the payload") }
+        var bytes = [UInt8](repeating: 0, count: descriptor.totalSize)
+        var span = bytes.mutableSpan
+        descriptor.serializeSigned(into: &span)
+        let signature: [UInt8]
+        do { signature = try key.sign(message: Array(bytes[0..<SlotDescriptor.signedSize]), algorithm: algorithm) } catch {
+            throw FlowError(.cryptoError, "sign: \(error.message)")
+        }
+        guard signature.count == algorithm.signatureSize else {
+            throw FlowError(.cryptoError, "sign: \(algorithm.name) signature of \(signature.count) bytes, expected \(algorithm.signatureSize)")
+        }
+        bytes.replaceSubrange(SlotDescriptor.signedSize..., with: signature)
+        var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
+        var footerSpan = footerBytes.mutableSpan
+        ImageFooter(descriptorOffset: layout.descriptorOffset, descriptorSize: UInt32(bytes.count)).serialize(into: &footerSpan)
+        do {
+            try output.writeBytes(bytes, at: layout.descriptorOffset)
+            try output.writeBytes(footerBytes, at: layout.partitionSize - UInt64(ImageFooter.size))
+            try output.flush()
+        } catch { throw FlowError.io(error, doing: "sign: writing the image") }
+        return descriptor
+    }
+}
