@@ -139,5 +139,10 @@ public struct GPTHeader: Equatable, Sendable {
         case .backup:
             guard entriesLBA > lastUsableLBA, entriesEnd < myLBA else { throw .entriesOutOfRange }
         }
+        // Room for the other copy's entry array, so that a table that loads can always be
+        // written back whole: LBA 2 ... first usable - 1, and last usable + 1 ... backup - 1.
+        guard entrySectors < backupHeaderLBA, firstUsableLBA > 1 + entrySectors,
+              lastUsableLBA < backupHeaderLBA - entrySectors
+        else { throw .badUsableRange }
     }
 }

@@ -68,24 +68,54 @@ public enum PartitionEntries {
 
     /// Checks the entry array of a header that passed `GPTHeader.validate`: the CRC, then
     /// every used entry (non-zero type) lies in the usable range with first <= last, and
-    /// no two used entries overlap. Quadratic in used entries, bounded by GPTLimits.
-    /// `entries` must hold exactly `header.entriesByteCount` bytes.
+    /// no two used entries overlap (sorted by first LBA in a fixed buffer, then adjacent
+    /// pairs compared: O(n log n), no allocation). `entries` must hold exactly
+    /// `header.entriesByteCount` bytes.
     public static func validate(_ entries: Span<UInt8>, _ header: GPTHeader) throws(TableError) {
         guard UInt64(entries.count) == header.entriesByteCount else { throw .entriesOutOfRange }
         guard CRC32.checksum(entries) == header.entriesCRC else { throw .badEntriesCRC }
-        let count = Int(header.entryCount)
-        for i in 0..<count where !typeGUID(entries, header, i).isZero {
+        var ranges = InlineArray<4096, LBARange>(repeating: LBARange(first: 0, last: 0))
+        var used = 0
+        for i in 0..<Int(header.entryCount) where !typeGUID(entries, header, i).isZero {
             let first = firstLBA(entries, header, i), last = lastLBA(entries, header, i)
             guard first <= last, first >= header.firstUsableLBA, last <= header.lastUsableLBA
             else { throw .partitionOutOfRange }
-            var j = i + 1
-            while j < count {
-                if !typeGUID(entries, header, j).isZero {
-                    let otherFirst = firstLBA(entries, header, j), otherLast = lastLBA(entries, header, j)
-                    if first <= otherLast && otherFirst <= last { throw .partitionsOverlap }
-                }
-                j += 1
-            }
+            ranges[used] = LBARange(first: first, last: last)
+            used += 1
         }
+        heapSort(&ranges, count: used)
+        var i = 1
+        while i < used {
+            if ranges[i].first <= ranges[i - 1].last { throw .partitionsOverlap }
+            i += 1
+        }
+    }
+}
+
+struct LBARange {
+    var first: UInt64
+    var last: UInt64
+}
+
+/// In-place heap sort of the first `count` ranges by first LBA.
+func heapSort(_ a: inout InlineArray<4096, LBARange>, count: Int) {
+    func siftDown(_ a: inout InlineArray<4096, LBARange>, _ start: Int, _ end: Int) {
+        var root = start
+        while 2 * root + 1 < end {
+            var child = 2 * root + 1
+            if child + 1 < end && a[child].first < a[child + 1].first { child += 1 }
+            guard a[root].first < a[child].first else { return }
+            a.swapAt(root, child)
+            root = child
+        }
+    }
+    guard count > 1 else { return }
+    var start = count / 2
+    while start > 0 { start -= 1; siftDown(&a, start, count) }
+    var end = count
+    while end > 1 {
+        end -= 1
+        a.swapAt(0, end)
+        siftDown(&a, 0, end)
     }
 }

@@ -71,11 +71,15 @@ public enum Policy {
         return true
     }
 
-    /// mark-successful: successful = 1, tries = 0. Refused on a slot that is not
-    /// bootable: confirming a slot that cannot boot would hide that it failed.
+    /// mark-successful: successful = 1, tries = 0. Refused on a slot with priority 0:
+    /// one that failed, was never activated, or ran out of tries and was already retired
+    /// by a later boot. A slot whose last try was spent by the boot now running still has
+    /// its priority (normalization retires it only at the next load that is not a
+    /// mark-successful), so the boot that used the last try can still be confirmed.
+    /// Flows call this before `normalize`.
     public static func markSuccessful(_ table: inout SlotTable, _ index: Int) throws(PolicyError) {
         var state = table[index].state
-        guard state.isBootable else { throw .slotNotBootable }
+        guard state.priority > 0 else { throw .slotNotBootable }
         state.successful = true
         state.tries = 0
         table[index].state = state
@@ -87,17 +91,24 @@ public enum Policy {
     }
 
     /// set-active: priority 15, `tries` (1...15), not successful. If another slot is at 15,
-    /// every other slot with priority > 0 drops by one (floor 1), so the new slot is the
-    /// only one at the top and the others keep their order.
+    /// the other slots with priority > 0 are re-ranked below it, keeping their order and
+    /// their ties: the highest remaining priority level becomes 14, the next 13, and so
+    /// on (levels past the 14th share priority 1). Slots at priority 0 stay at 0.
     public static func setActive(_ table: inout SlotTable, _ index: Int, tries: UInt8) throws(PolicyError) {
         guard tries >= 1, tries <= SlotState.maxTries else { throw .badTries }
-        var othersAtTop = false
-        for i in 0..<table.count where i != index && table[i].state.priority == SlotState.maxPriority {
-            othersAtTop = true
-        }
-        if othersAtTop {
-            for i in 0..<table.count where i != index && table[i].state.priority > 1 {
-                table[i].state.priority -= 1
+        var levels: UInt16 = 0 // bit p set: some other slot has priority p
+        for i in 0..<table.count where i != index { levels |= 1 << UInt16(table[i].state.priority) }
+        if levels & (1 << 15) != 0 {
+            for i in 0..<table.count where i != index && table[i].state.priority > 0 {
+                // Rank = number of distinct levels above this slot's level.
+                let priority = table[i].state.priority
+                var rank: UInt8 = 0
+                var level: UInt8 = 15
+                while level > priority {
+                    if levels >> UInt16(level) & 1 == 1 { rank += 1 }
+                    level -= 1
+                }
+                table[i].state.priority = rank < 14 ? 14 - rank : 1
             }
         }
         table[index].state = SlotState(priority: SlotState.maxPriority, tries: tries, successful: false)

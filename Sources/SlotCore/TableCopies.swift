@@ -31,13 +31,14 @@ public enum TableCopies {
     }
 
     /// The two headers a save writes, derived from the copy that was read (`source`) and
-    /// the new entries CRC. The primary's entries stay at LBA 2 unless the source is the
-    /// primary (kept where it was); the backup's entries sit right before the backup
-    /// header unless the source is the backup. Both results are validated: a save never
-    /// writes a header slotctl would itself reject.
+    /// the new entries CRC. The backup header goes to the last LBA of the disk (moving it
+    /// there if the disk grew, as sgdisk expects). The primary's entries stay where they
+    /// were when the source is the primary, else LBA 2; the backup's stay where they were
+    /// when the source is the backup, else right before the backup header. Both results
+    /// are validated: a save never writes a header slotctl would itself reject.
     public static func headersForSave(source: GPTHeader, sourceRole: GPTHeader.Role, entriesCRC: UInt32,
                                       geometry: DiskGeometry) throws(TableError) -> (primary: GPTHeader, backup: GPTHeader) {
-        let backupHeaderLBA = sourceRole == .primary ? source.alternateLBA : source.myLBA
+        let backupHeaderLBA = geometry.lastLBA
         let entrySectors = geometry.sectors(forBytes: source.entriesByteCount)
         guard backupHeaderLBA > entrySectors else { throw .entriesOutOfRange }
         var primary = source, backup = source
@@ -46,7 +47,8 @@ public enum TableCopies {
         primary.entriesLBA = sourceRole == .primary ? source.entriesLBA : 2
         backup.myLBA = backupHeaderLBA
         backup.alternateLBA = 1
-        backup.entriesLBA = sourceRole == .backup ? source.entriesLBA : backupHeaderLBA - entrySectors
+        backup.entriesLBA = sourceRole == .backup && source.myLBA == backupHeaderLBA
+            ? source.entriesLBA : backupHeaderLBA - entrySectors
         primary.entriesCRC = entriesCRC
         backup.entriesCRC = entriesCRC
         try primary.validate(role: .primary, readAt: 1, geometry: geometry)

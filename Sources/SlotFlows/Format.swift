@@ -35,8 +35,13 @@ public enum FormatFlow {
         guard !prefixUnits.isEmpty, prefixUnits.count + 2 <= PartitionEntryLayout.nameUnits else {
             throw FlowError(.usage, "format: name prefix must be 1...34 UTF-16 units")
         }
-        if !options.force, (try? TableStore.load(store)) != nil {
-            throw FlowError(.writeRefused, "format: the disk already holds a slot table; add --force to replace it")
+        if !options.force {
+            // Any valid GPT counts, with or without slots: format must not eat a data disk.
+            var existing = true
+            do { _ = try TableStore.load(store) } catch { existing = error.code != .tableUnusable && error.code != .ioError }
+            if existing {
+                throw FlowError(.writeRefused, "format: the disk already holds a GPT; add --force to replace it")
+            }
         }
         let sectorSize = UInt64(store.sectorSize)
         let geometry = DiskGeometry(sectorSize: store.sectorSize, sectorCount: store.byteCount / sectorSize)

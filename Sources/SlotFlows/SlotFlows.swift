@@ -19,6 +19,8 @@ public struct BootReport {
     /// Candidates refused by the verifier before `chosen`, with why.
     public let rejected: [(letter: UInt8, code: StatusCode, reason: String)]
     public let wrote: Bool
+    /// Things that went wrong without changing the outcome (a repair that could not be written).
+    public let warnings: [String]
 }
 
 public struct ChangeReport {
@@ -26,6 +28,7 @@ public struct ChangeReport {
     public let slots: SlotTable
     public let index: Int
     public let wrote: Bool
+    public let warnings: [String]
 }
 
 /// The operations of the command line, each one load, normalize, mutate, save-if-changed
@@ -54,17 +57,19 @@ public enum SlotFlows {
         while let index = Policy.choose(slots, excluding: excluded) {
             switch verifier.verify(slot: slots[index], in: table, store: store) {
             case .accepted:
+                // Only a spent try must reach the disk before the boot goes on; repairs,
+                // normalization and refusals are written when they can be.
                 let consumed = Policy.consumeTry(&slots, index)
-                let wrote = try saveIfChanged(store, table, slots, dryRun: dryRun)
+                let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: dryRun, required: consumed)
                 return BootReport(table: table, slots: slots, chosen: index, consumedTry: consumed,
-                                  rejected: rejected, wrote: wrote)
+                                  rejected: rejected, wrote: wrote, warnings: warnings)
             case .rejected(let code, let reason):
                 Policy.markUnbootable(&slots, index)
                 excluded |= 1 << UInt32(index)
                 rejected.append((slots[index].letter, code, reason))
             }
         }
-        if !rejected.isEmpty { _ = try saveIfChanged(store, table, slots, dryRun: dryRun) }
+        if !rejected.isEmpty { _ = try saveIfChanged(store, table, slots, dryRun: dryRun, required: false) }
         var message = "no bootable slot"
         for item in rejected { message += "; slot \(letterText(item.letter)) refused: \(item.reason)" }
         if rejected.isEmpty { message += ": every slot has priority 0 or no tries left and is not successful" }
@@ -72,12 +77,13 @@ public enum SlotFlows {
     }
 
     /// `mark-successful SLOT`: successful = 1, tries = 0. Refused (`slotNotBootable`) on
-    /// a slot that cannot boot. Rollback counters join this in a later step.
+    /// a slot with priority 0. Works on the boot that spent a slot's last try.
+    /// Rollback counters join this in a later step.
     public static func markSuccessful(_ store: BlockStore, slot letter: UInt8) throws(FlowError) -> ChangeReport {
         try change(store, letter) { (slots, index) throws(FlowError) in
             do { try Policy.markSuccessful(&slots, index) } catch {
                 throw FlowError(.slotNotBootable,
-                                "mark-successful: slot \(letterText(letter)) is not bootable (priority 0, or no tries left); it cannot be confirmed")
+                                "mark-successful: slot \(letterText(letter)) has priority 0 (failed, retired or never activated); it cannot be confirmed")
             }
         }
     }
@@ -104,19 +110,29 @@ public enum SlotFlows {
             throw FlowError(.usage, "no slot \(letterText(letter)) in the slot table (slots: \(slotList(table.slots)))")
         }
         var slots = table.slots
-        _ = Policy.normalize(&slots)
+        // The transition sees the state as stored, then normalization follows: so the
+        // boot that spent a slot's last try can still be confirmed (spec/policy.md).
         try mutate(&slots, index)
-        let wrote = try saveIfChanged(store, table, slots, dryRun: false)
-        return ChangeReport(table: table, slots: slots, index: index, wrote: wrote)
+        _ = Policy.normalize(&slots)
+        let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: false, required: true)
+        return ChangeReport(table: table, slots: slots, index: index, wrote: wrote, warnings: warnings)
     }
 
-    /// Writes when a slot's attributes changed or a copy needs repair; returns whether it wrote.
-    static func saveIfChanged(_ store: BlockStore, _ table: LoadedTable, _ slots: SlotTable, dryRun: Bool) throws(FlowError) -> Bool {
+    /// Writes when a slot's attributes changed or a copy needs repair; returns whether it
+    /// wrote and any warning. A failed write is an error when `required`, else a warning
+    /// (a repair or a normalization that can wait for the next write).
+    static func saveIfChanged(_ store: BlockStore, _ table: LoadedTable, _ slots: SlotTable, dryRun: Bool,
+                              required: Bool) throws(FlowError) -> (Bool, [String]) {
         var changed = table.needsRepair
         for i in 0..<slots.count where slots[i].attributes != table.slots[i].attributes { changed = true }
-        guard changed, !dryRun else { return false }
-        try TableStore.save(store, table, slots: slots)
-        return true
+        guard changed, !dryRun else { return (false, []) }
+        do {
+            let warning = try TableStore.save(store, table, slots: slots)
+            return (true, warning.map { [$0] } ?? [])
+        } catch {
+            if required { throw error }
+            return (false, ["slot table not updated (\(error.message)); this boot does not depend on it"])
+        }
     }
 
     public static func letterText(_ letter: UInt8) -> String { String(UnicodeScalar(letter)) }

@@ -130,8 +130,10 @@ public enum TableStore {
     /// first flush leaves a primary that fails its CRCs, so the old backup wins; a cut
     /// after it leaves the new primary, which wins. Called by flows only when the slots
     /// changed or a copy needs repair. Refuses (`writeRefused`) rather than write a
-    /// header it would itself reject.
-    public static func save(_ store: BlockStore, _ loaded: LoadedTable, slots: SlotTable) throws(FlowError) {
+    /// header it would itself reject. Once the primary is flushed the new state is
+    /// committed: a failure on the backup is returned as a warning, not thrown.
+    @discardableResult
+    public static func save(_ store: BlockStore, _ loaded: LoadedTable, slots: SlotTable) throws(FlowError) -> String? {
         var entries = loaded.entries
         var span = entries.mutableSpan
         slots.store(into: &span, header: loaded.header)
@@ -154,11 +156,16 @@ public enum TableStore {
             try store.writeBytes(entries, at: headers.primary.entriesLBA * sectorSize)
             try store.writeBytes(primarySector, at: sectorSize)
             try store.flush()
+        } catch {
+            throw FlowError.io(error, doing: "writing the slot table")
+        }
+        do {
             try store.writeBytes(entries, at: headers.backup.entriesLBA * sectorSize)
             try store.writeBytes(backupSector, at: headers.backup.myLBA * sectorSize)
             try store.flush()
         } catch {
-            throw FlowError.io(error, doing: "writing the slot table")
+            return "the new state is written to the primary GPT, but the backup copy was not (\(error.description)); it is repaired at the next write"
         }
+        return nil
     }
 }

@@ -1,25 +1,56 @@
 import SlotCore
+import SlotCrypto
 import SlotFlows
 import SlotStorage
 
-/// The commands: each opens the disk, calls one flow and renders the result. No policy
-/// lives here.
+/// The commands: each checks its arguments, opens what it needs, calls one flow and
+/// renders the result. No policy lives here.
 struct Commands {
     let line: Invocation
     let settings: Settings
+    /// Warnings for stderr: things that went wrong without changing the outcome.
+    var warnings: [String] = []
 
-    func run() throws(CLIError) -> (StatusCode, text: String, json: JSONObject) {
-        switch line.command {
+    typealias Outcome = (StatusCode, text: String, json: JSONObject)
+
+    /// Per command: the options it takes and how many positional arguments.
+    static let grammar: [String: (flags: Set<String>, switches: Set<String>, positional: ClosedRange<Int>)] = [
+        "status": ([], [], 0...0),
+        "boot": ([], ["--dry-run"], 0...0),
+        "mark-successful": ([], [], 0...1),
+        "mark-failed": ([], [], 0...1),
+        "set-active": (["--tries"], [], 1...1),
+        "format": (["--size", "--slots", "--slot-size", "--name"], ["--force"], 0...0),
+        "verify": (["--image"], [], 0...1),
+        "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size"], [], 1...1),
+    ]
+
+    mutating func run() throws(CLIError) -> Outcome {
+        guard let command = line.command else { throw CLIError(.usage, "no command given (see slotctl --help)") }
+        if ["install", "counters"].contains(command) {
+            throw CLIError(.usage, "\(command): not available in this build of slotctl yet")
+        }
+        guard let grammar = Commands.grammar[command] else {
+            throw CLIError(.usage, "unknown command '\(command)' (see slotctl --help)")
+        }
+        for flag in line.flags.keys.sorted() where !grammar.flags.contains(flag) {
+            throw CLIError(.usage, "\(command) does not take \(flag)")
+        }
+        for flag in line.switches.sorted() where !grammar.switches.contains(flag) {
+            throw CLIError(.usage, "\(command) does not take \(flag)")
+        }
+        guard grammar.positional.contains(line.positional.count) else {
+            throw CLIError(.usage, "\(command): unexpected arguments: \(line.positional.joined(separator: " "))")
+        }
+        switch command {
         case "status": return try status()
         case "boot": return try boot()
         case "mark-successful": return try mark(successful: true)
         case "mark-failed": return try mark(successful: false)
         case "set-active": return try setActive()
         case "format": return try format()
-        case "verify", "sign", "install", "counters":
-            throw CLIError(.usage, "\(line.command!): not available in this build of slotctl yet")
-        case nil: throw CLIError(.usage, "no command given (see slotctl --help)")
-        case let other?: throw CLIError(.usage, "unknown command '\(other)' (see slotctl --help)")
+        case "verify": return try verify()
+        default: return try sign()
         }
     }
 
@@ -37,8 +68,12 @@ struct Commands {
         }
     }
 
+    /// Runs a flow; errors about the table name the disk they are about.
     private func flow<T>(_ body: () throws(FlowError) -> T) throws(CLIError) -> T {
-        do { return try body() } catch { throw CLIError(error.code, error.message) }
+        do { return try body() } catch {
+            let aboutTable = (60...69).contains(Int(error.code.rawValue)) && error.code != .usage
+            throw CLIError(error.code, aboutTable ? "\(settings.disk ?? "disk"): \(error.message)" : error.message)
+        }
     }
 
     private func slotArgument(_ text: String) throws(CLIError) -> UInt8 {
@@ -64,12 +99,20 @@ struct Commands {
         throw CLIError(.usage, "no booted slot recorded in \(settings.bootedFile) nor slotctl.slot= in \(settings.cmdlineFile); name the slot")
     }
 
-    private func status() throws(CLIError) -> (StatusCode, text: String, json: JSONObject) {
+    private var verifies: Bool { settings.verification == .signature }
+
+    private func verifier() -> SlotVerifier {
+        verifies ? SignedSlotVerifier(keys: KeyDirectory(path: settings.keys)) : TableOnlyVerifier()
+    }
+
+    private func status() throws(CLIError) -> Outcome {
         let store = try openDisk(writable: false)
         let report = try flow { () throws(FlowError) in try SlotFlows.status(store) }
         let booted = try? bootedSlot()
         var json = Render.tableJSON(report.table, store: store)
         var text = Render.tableText(report.table, store: store)
+        let keys = verifies ? KeyDirectory(path: settings.keys) : nil
+        let hasher = PayloadHasher()
         var slots: [JSONObject] = []
         text += "slot  part  label             prio  tries  successful  bootable  first_lba..last_lba\n"
         for i in 0..<report.slots.count {
@@ -79,14 +122,20 @@ struct Commands {
             if report.normalization.clearedTries >> UInt32(i) & 1 == 1 { notes.append("successful with tries: tries cleared") }
             if report.normalization.exhausted >> UInt32(i) & 1 == 1 { notes.append("no tries left: priority set to 0") }
             item.set("normalized", strings: notes)
-            slots.append(item)
             text += Render.slotRow(slot, report.table)
             for note in notes { text += "      normalized at next write: \(note)\n" }
+            if let keys {
+                let image = ImageVerification.verify(store, offset: report.table.byteOffset(slot),
+                                                     size: report.table.byteSize(slot), keys: keys, hasher: hasher)
+                item.set("image", Render.imageJSON(image))
+                text += "      image: " + Render.imageSummary(image) + "\n"
+            }
+            slots.append(item)
         }
         json.set("slots", slots)
         if let next = report.nextBoot {
             json.set("next_boot", SlotFlows.letterText(report.slots[next].letter))
-            text += "next boot: slot \(SlotFlows.letterText(report.slots[next].letter))\n"
+            text += "next boot: slot \(SlotFlows.letterText(report.slots[next].letter))" + (verifies ? " (if its image verifies)\n" : "\n")
         } else {
             json.setNull("next_boot")
             text += "next boot: none (no bootable slot)\n"
@@ -97,54 +146,75 @@ struct Commands {
         } else {
             json.setNull("booted")
         }
-        json.set("verification", "none")
-        text += "verification: none (signed slots are not yet supported)\n"
+        json.set("verification", settings.verification.rawValue)
+        if let keys {
+            json.set("keys", keys.path)
+            json.set("key_count", keys.keys.count)
+            json.set("key_problems", strings: keys.problems)
+            text += "verification: signature, \(keys.keys.count) trusted key(s) in \(keys.path)\n"
+            for problem in keys.problems { text += "  key problem: \(problem)\n" }
+        } else {
+            text += "verification: NONE (verification = none: slots are booted without signature checks)\n"
+        }
         return (.ok, text, json)
     }
 
-    private func boot() throws(CLIError) -> (StatusCode, text: String, json: JSONObject) {
+    private mutating func boot() throws(CLIError) -> Outcome {
         let dryRun = line.switches.contains("--dry-run")
         let store = try openDisk(writable: !dryRun)
-        let report = try flow { () throws(FlowError) in try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: dryRun) }
+        let verifier = verifier()
+        let report = try flow { () throws(FlowError) in try SlotFlows.boot(store, verifier: verifier, dryRun: dryRun) }
         let slot = report.slots[report.chosen]
         let name = SlotFlows.letterText(slot.letter)
-        if !dryRun { try SystemFiles.writeAtomically(settings.bootedFile, name + "\n") }
+        warnings += report.warnings
+        for item in report.rejected {
+            warnings.append("slot \(SlotFlows.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); marked unbootable")
+        }
+        if !dryRun {
+            // The decision is on disk already; a missing record only costs mark-* its default.
+            do { try SystemFiles.writeAtomically(settings.bootedFile, name + "\n") } catch {
+                warnings.append("booted slot not recorded: \(error.message)")
+            }
+        }
         var json = Render.slotJSON(slot, report.table)
         json.set("slot", name)
         json.set("dry_run", dryRun)
         json.set("consumed_try", report.consumedTry)
         json.set("wrote", report.wrote)
         json.set("device", Render.partitionDevice(store, report.table.partitionNumber(slot)))
-        json.set("offset", slot.firstLBA * UInt64(store.sectorSize))
-        json.set("size", (slot.lastLBA - slot.firstLBA + 1) * UInt64(store.sectorSize))
+        json.set("offset", report.table.byteOffset(slot))
+        json.set("size", report.table.byteSize(slot))
+        json.set("verification", settings.verification.rawValue)
         json.set("rejected", report.rejected.map { item in
             var o = JSONObject()
             o.set("slot", SlotFlows.letterText(item.letter))
             o.set("code", Int(item.code.rawValue))
+            o.set("status", item.code.name.description)
             o.set("reason", item.reason)
             return o
         })
+        json.set("warnings", strings: warnings)
         return (.ok, name + "\n", json)
     }
 
-    private func mark(successful: Bool) throws(CLIError) -> (StatusCode, text: String, json: JSONObject) {
-        guard line.positional.count <= 1 else { throw CLIError(.usage, "mark-*: at most one slot") }
+    private mutating func mark(successful: Bool) throws(CLIError) -> Outcome {
         let letter: UInt8
         if let named = line.positional.first { letter = try slotArgument(named) } else { letter = try bootedSlot() }
         let store = try openDisk(writable: true)
         let report = try flow { () throws(FlowError) in
             successful ? try SlotFlows.markSuccessful(store, slot: letter) : try SlotFlows.markFailed(store, slot: letter)
         }
+        warnings += report.warnings
         let name = SlotFlows.letterText(letter)
         var json = Render.slotJSON(report.slots[report.index], report.table)
         json.set("slot", name)
         json.set("wrote", report.wrote)
+        json.set("warnings", strings: warnings)
         if successful { return (.ok, "slot \(name) marked successful\n", json) }
         return (.postcheckFailed, "slot \(name) marked failed: unbootable until set-active or a new install\n", json)
     }
 
-    private func setActive() throws(CLIError) -> (StatusCode, text: String, json: JSONObject) {
-        guard line.positional.count == 1 else { throw CLIError(.usage, "set-active needs exactly one slot") }
+    private mutating func setActive() throws(CLIError) -> Outcome {
         let letter = try slotArgument(line.positional[0])
         var tries = Policy.defaultTries
         if let text = line.flags["--tries"] {
@@ -155,14 +225,16 @@ struct Commands {
         }
         let store = try openDisk(writable: true)
         let report = try flow { () throws(FlowError) in try SlotFlows.setActive(store, slot: letter, tries: tries) }
+        warnings += report.warnings
         let name = SlotFlows.letterText(letter)
         var json = Render.slotJSON(report.slots[report.index], report.table)
         json.set("slot", name)
         json.set("wrote", report.wrote)
+        json.set("warnings", strings: warnings)
         return (.ok, "slot \(name) active: priority 15, \(tries) tries\n", json)
     }
 
-    private func format() throws(CLIError) -> (StatusCode, text: String, json: JSONObject) {
+    private func format() throws(CLIError) -> Outcome {
         let path = try diskPath()
         if let size = line.flags["--size"] {
             let bytes = try parseSize(size, flag: "--size")
@@ -189,6 +261,95 @@ struct Commands {
             text += Render.slotRow(table.slots[i], table)
         }
         json.set("slots", slots)
+        return (.ok, text, json)
+    }
+
+    /// `verify SLOT` or `verify --image FILE`: always checks signatures, whatever
+    /// `verification` says, since that is what was asked.
+    private func verify() throws(CLIError) -> Outcome {
+        let keys = KeyDirectory(path: settings.keys)
+        let hasher = PayloadHasher()
+        let report: ImageReport
+        var subject: String
+        var json = JSONObject()
+        if let image = line.flags["--image"] {
+            guard line.positional.isEmpty else { throw CLIError(.usage, "verify: give a SLOT or --image FILE, not both") }
+            let store: FileBlockStore
+            do { store = try FileBlockStore(path: image, writable: false, sectorSize: 512) } catch {
+                throw CLIError(.ioError, error.description)
+            }
+            report = ImageVerification.verify(store, offset: 0, size: store.byteCount, keys: keys, hasher: hasher)
+            subject = "image \(image)"
+            json.set("image", image)
+        } else {
+            let letter: UInt8
+            if let named = line.positional.first { letter = try slotArgument(named) } else { letter = try bootedSlot() }
+            let store = try openDisk(writable: false)
+            let table = try flow { () throws(FlowError) in try TableStore.load(store) }
+            guard let index = table.slots.index(ofLetter: letter) else {
+                throw CLIError(.usage, "no slot \(SlotFlows.letterText(letter)) in the slot table")
+            }
+            let slot = table.slots[index]
+            report = ImageVerification.verify(store, offset: table.byteOffset(slot), size: table.byteSize(slot),
+                                              keys: keys, hasher: hasher)
+            subject = "slot \(SlotFlows.letterText(letter)) (partition \(table.partitionNumber(slot)) of \(store.path))"
+            json.set("slot", SlotFlows.letterText(letter))
+            json.set("partition", table.partitionNumber(slot))
+        }
+        json.set("verified", report.verified)
+        json.set("image_report", Render.imageJSON(report))
+        var text = "\(subject)\n" + Render.imageDetails(report)
+        for problem in keys.problems { text += "key problem: \(problem)\n" }
+        if report.verified { return (.ok, text, json) }
+        throw CLIError(report.code, "verify: \(subject): \(report.reason ?? "refused")", details: text)
+    }
+
+    private func sign() throws(CLIError) -> Outcome {
+        let payloadPath = line.positional[0]
+        guard let keyPath = line.flags["--key"] else { throw CLIError(.usage, "sign needs --key PEM") }
+        guard let output = line.flags["-o"] else { throw CLIError(.usage, "sign needs -o IMAGE") }
+        guard output != payloadPath else { throw CLIError(.usage, "sign: -o must not be the payload itself") }
+        guard let indexText = line.flags["--rollback-index"], let rollbackIndex = UInt64(indexText) else {
+            throw CLIError(.usage, "sign needs --rollback-index N (a number)")
+        }
+        var location: UInt32 = 0
+        if let text = line.flags["--rollback-location"] {
+            guard let value = UInt32(text) else { throw CLIError(.usage, "--rollback-location: '\(text)' is not a number") }
+            location = value
+        }
+        let partitionSize = try line.flags["--partition-size"].map { (s: String) throws(CLIError) in try parseSize(s, flag: "--partition-size") }
+        let key: PrivateKey
+        do { key = try PrivateKey(pemPath: keyPath) } catch { throw CLIError(.usage, "sign: \(error.message)") }
+        guard let algorithm = key.kind.algorithm else {
+            throw CLIError(.keyAlgorithmMismatch, "sign: \(keyPath) is a \(key.kind) key; use ed25519, EC P-256, or RSA 3072/4096")
+        }
+        let payload: FileBlockStore
+        do { payload = try FileBlockStore(path: payloadPath, writable: false, sectorSize: 512) } catch {
+            throw CLIError(.ioError, error.description)
+        }
+        let request = SignFlow.Request(payloadSize: payload.byteCount, partitionSize: partitionSize, rollbackIndex: rollbackIndex,
+                                       rollbackLocation: location, version: line.flags["--version"] ?? "")
+        let layout = try flow { () throws(FlowError) in try SignFlow.layout(request, algorithm: algorithm) }
+        try SystemFiles.createImage(output, size: layout.partitionSize, truncate: true)
+        let target: FileBlockStore
+        do { target = try FileBlockStore(path: output, writable: true, sectorSize: 512) } catch {
+            throw CLIError(.ioError, error.description)
+        }
+        let descriptor = try flow { () throws(FlowError) in
+            try SignFlow.sign(payload: payload, output: target, key: key, request: request, hasher: PayloadHasher())
+        }
+        var json = JSONObject()
+        json.set("image", output)
+        json.set("size", layout.partitionSize)
+        json.set("payload_size", descriptor.payloadSize)
+        json.set("descriptor_offset", layout.descriptorOffset)
+        json.set("key_id", hex(key.keyID))
+        json.set("algorithm", algorithm.name.description)
+        json.set("rollback_index", descriptor.rollbackIndex)
+        json.set("rollback_location", Int(descriptor.rollbackLocation))
+        json.set("version", request.version)
+        let text = "signed \(payloadPath) -> \(output): \(layout.partitionSize) bytes, \(algorithm.name), key \(hex(key.keyID)), "
+            + "rollback index \(rollbackIndex) at location \(location)\n"
         return (.ok, text, json)
     }
 }

@@ -3,10 +3,18 @@ import SlotCore
 struct CLIError: Error {
     var code: StatusCode
     var message: String
-    init(_ code: StatusCode, _ message: String) {
+    /// Text for stdout that still belongs to a failed command (verify's findings).
+    var details: String?
+    init(_ code: StatusCode, _ message: String, details: String? = nil) {
         self.code = code
         self.message = message
+        self.details = details
     }
+}
+
+enum Verification: String {
+    case signature
+    case none
 }
 
 /// Settings after the config file and the flags are merged (flags win).
@@ -17,6 +25,7 @@ struct Settings {
     var bootedFile = "/run/slotctl/booted"
     var cmdlineFile = "/proc/cmdline"
     var sectorSize: Int?
+    var verification = Verification.signature
     var json = false
 }
 
@@ -32,10 +41,11 @@ struct Invocation {
     var overrides = Settings()
     var given: Set<String> = []
 
-    static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file", "--sector-size"]
+    static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file",
+                               "--sector-size", "--verification"]
     static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
                                 "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size"]
-    static let commandSwitches = ["--dry-run", "--force", "--verity"]
+    static let commandSwitches = ["--dry-run", "--force"]
 
     static func parse(_ args: [String]) throws(CLIError) -> Invocation {
         var line = Invocation()
@@ -63,6 +73,7 @@ struct Invocation {
                 case "--config": line.configPath = v; line.configGiven = true
                 case "--booted-file": line.overrides.bootedFile = v
                 case "--cmdline-file": line.overrides.cmdlineFile = v
+                case "--verification": line.overrides.verification = try parseVerification(v, source: "--verification")
                 default: line.overrides.sectorSize = try parseSectorSize(v, source: "--sector-size")
                 }
             } else if name == "--json" {
@@ -100,9 +111,17 @@ struct Invocation {
         if given.contains("--booted-file") { settings.bootedFile = overrides.bootedFile }
         if given.contains("--cmdline-file") { settings.cmdlineFile = overrides.cmdlineFile }
         if given.contains("--sector-size") { settings.sectorSize = overrides.sectorSize }
+        if given.contains("--verification") { settings.verification = overrides.verification }
         if given.contains("--json") { settings.json = true }
         return settings
     }
+}
+
+func parseVerification(_ text: String, source: String) throws(CLIError) -> Verification {
+    guard let value = Verification(rawValue: text) else {
+        throw CLIError(.usage, "\(source): verification must be 'signature' or 'none', not '\(text)'")
+    }
+    return value
 }
 
 func parseSectorSize(_ text: String, source: String) throws(CLIError) -> Int {
@@ -150,6 +169,7 @@ enum Config {
             case "booted_file": settings.bootedFile = value
             case "cmdline_file": settings.cmdlineFile = value
             case "sector_size": settings.sectorSize = try parseSectorSize(value, source: "\(path):\(number)")
+            case "verification": settings.verification = try parseVerification(value, source: "\(path):\(number)")
             default: throw CLIError(.usage, "\(path):\(number): unknown key '\(key)'")
             }
         }

@@ -1,4 +1,5 @@
 import SlotCore
+import SlotCrypto
 import SlotFlows
 import SlotStorage
 
@@ -60,7 +61,7 @@ enum Render {
         o.set("tries", Int(slot.state.tries))
         o.set("successful", slot.state.successful)
         o.set("bootable", slot.state.isBootable)
-        o.set("attributes", hex(slot.attributes))
+        o.set("attributes", hex64(slot.attributes))
         return o
     }
 
@@ -80,12 +81,56 @@ enum Render {
         return store.path + (endsInDigit ? "p" : "") + "\(number)"
     }
 
-    static func hex(_ value: UInt64) -> String {
+    static func hex64(_ value: UInt64) -> String {
         let digits = String(value, radix: 16, uppercase: true)
         return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
     }
 
     static func pad(_ text: String, _ width: Int) -> String {
         text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+
+    static func imageJSON(_ report: ImageReport) -> JSONObject {
+        var o = JSONObject()
+        o.set("verified", report.verified)
+        o.set("code", Int(report.code.rawValue))
+        o.set("status", report.code.name.description)
+        if let reason = report.reason { o.set("reason", reason) }
+        if let d = report.descriptor {
+            o.set("key_id", hex(report.keyID!))
+            o.set("algorithm", d.signatureAlgorithm.name.description)
+            o.set("rollback_index", d.rollbackIndex)
+            o.set("rollback_location", Int(d.rollbackLocation))
+            o.set("version", report.version ?? "")
+            o.set("payload_size", d.payloadSize)
+            o.set("payload_sha256", hex(report.payloadDigest!))
+        }
+        if let signer = report.signer { o.set("signer", signer.path) }
+        return o
+    }
+
+    /// One line for status.
+    static func imageSummary(_ report: ImageReport) -> String {
+        guard let d = report.descriptor else { return "refused (\(report.code.name)): \(report.reason ?? "")" }
+        let what = "version '\(report.version ?? "")', rollback index \(d.rollbackIndex) at location \(d.rollbackLocation)"
+        if report.verified, let signer = report.signer {
+            return "verified, signed by \(signer.path) (\(d.signatureAlgorithm.name)), \(what)"
+        }
+        return "refused (\(report.code.name)): \(report.reason ?? ""); \(what)"
+    }
+
+    /// The full findings of `verify`.
+    static func imageDetails(_ report: ImageReport) -> String {
+        var text = ""
+        if let d = report.descriptor {
+            text += "key id: \(hex(report.keyID!))\n"
+            text += "signer: \(report.signer?.path ?? "none")\n"
+            text += "algorithm: \(d.signatureAlgorithm.name)\n"
+            text += "rollback index: \(d.rollbackIndex) (location \(d.rollbackLocation))\n"
+            text += "version: \(report.version ?? "")\n"
+            text += "payload: \(d.payloadSize) bytes, sha256 \(hex(report.payloadDigest!))\n"
+        }
+        text += report.verified ? "verdict: verified\n" : "verdict: refused (\(report.code.name)): \(report.reason ?? "")\n"
+        return text
     }
 }

@@ -53,9 +53,9 @@ enum SystemFiles {
 
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    /// Creates (or extends) an image file of `size` bytes, sparse.
-    static func createImage(_ path: String, size: UInt64) throws(CLIError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+    /// Creates an image file of `size` bytes, sparse (emptied first when `truncate`).
+    static func createImage(_ path: String, size: UInt64, truncate: Bool = false) throws(CLIError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0o644)
         guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else {
             let text = String(cString: strerror(errno))
             if fd >= 0 { close(fd) }

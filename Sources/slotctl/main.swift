@@ -14,7 +14,11 @@ usage: slotctl [--disk PATH] [--keys DIR] [--counters SPEC] [--config FILE] [--j
   mark-failed [SLOT]             default: the booted slot (exits 40)
   set-active SLOT [--tries N]    priority 15, N tries (default 6)
   format [--size BYTES] [--slots N] [--slot-size BYTES] [--name PREFIX] [--force]
-other global options: --booted-file PATH, --cmdline-file PATH, --sector-size 512|4096
+  verify [SLOT | --image FILE]   check signature, key and payload digest
+  sign --key PEM --rollback-index N [--rollback-location L] [--version S]
+       [--partition-size BYTES] PAYLOAD -o IMAGE
+other global options: --booted-file PATH, --cmdline-file PATH, --sector-size 512|4096,
+  --verification signature|none (default signature)
 exit codes: spec/status-codes.md
 """
 
@@ -32,13 +36,21 @@ var json = Swift.CommandLine.arguments.contains("--json")
 var exitCode: StatusCode = .ok
 do throws(CLIError) {
     let line = try Invocation.parse(Array(Swift.CommandLine.arguments.dropFirst()))
-    if line.command == "help" || line.command == nil {
-        emit(usage + "\n", to: line.command == nil ? 2 : 1)
-        exit(line.command == nil ? Int32(StatusCode.usage.rawValue) : 0)
+    if line.command == "help" {
+        emit(usage + "\n", to: 1)
+        exit(0)
     }
+    if line.command == nil { emit(usage + "\n", to: 2) }
     let settings = try line.settings()
     json = settings.json
-    let (code, text, object) = try Commands(line: line, settings: settings).run()
+    var commands = Commands(line: line, settings: settings)
+    let outcome: Commands.Outcome
+    do throws(CLIError) { outcome = try commands.run() } catch {
+        for warning in commands.warnings { emit("slotctl: warning: \(warning)\n", to: 2) }
+        throw error
+    }
+    for warning in commands.warnings { emit("slotctl: warning: \(warning)\n", to: 2) }
+    let (code, text, object) = outcome
     exitCode = code
     if json {
         var out = JSONObject()
@@ -52,6 +64,7 @@ do throws(CLIError) {
     }
 } catch {
     exitCode = error.code
+    if let details = error.details, !json { emit(details, to: 1) }
     emit("slotctl: \(error.message)\n", to: 2)
     if json {
         var out = JSONObject()

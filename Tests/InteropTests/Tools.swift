@@ -88,10 +88,13 @@ enum Tools {
         [try cgptField(disk, partition, "-P"), try cgptField(disk, partition, "-T"), try cgptField(disk, partition, "-S")]
     }
 
-    /// sgdisk -v must find no problem.
+    /// sgdisk -v must find no problem and warn about nothing (MBR, header placement, size).
     static func expectSgdiskClean(_ disk: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let result = try run("sgdisk", ["-v", disk])
-        #expect(result.stdout.contains("No problems found"), "sgdisk -v \(disk): \(result.stdout)", sourceLocation: sourceLocation)
+        let all = (result.stdout + result.stderr).lowercased()
+        let complaint = ["warning", "problem:", "caution", "corrupt", "invalid"].first { all.contains($0) }
+        #expect(result.status == 0 && result.stdout.contains("No problems found") && complaint == nil,
+                "sgdisk -v \(disk): \(result.stdout) \(result.stderr)", sourceLocation: sourceLocation)
     }
 
     /// The attribute flags `sgdisk -i N` prints, as a number.

@@ -95,6 +95,7 @@ import SlotCore
             ("my LBA wrong", { $0.myLBA = 2 }, .badMyLBA),
             ("usable reversed", { $0.firstUsableLBA = 100_000; $0.lastUsableLBA = 50 }, .badUsableRange),
             ("usable past backup", { $0.lastUsableLBA = 131_071 }, .badUsableRange),
+        ("no room for the backup entries", { $0.lastUsableLBA = 131_070 }, .badUsableRange),
         ]
         for (name, mutate, expected) in cases {
             var h = Self.header()
@@ -153,10 +154,13 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
     }
 
     @Test func markSuccessfulAndFailed() throws {
-        var t = table([S(15, 3, false), S(0, 0, false)])
+        var t = table([S(15, 3, false), S(0, 0, false), S(9, 0, false)])
         try Policy.markSuccessful(&t, 0)
         #expect(t[0].state == S(15, 0, true))
         #expect(throws: PolicyError.slotNotBootable) { try Policy.markSuccessful(&t, 1) }
+        // Priority kept and no tries left: the boot running now spent the last try.
+        try Policy.markSuccessful(&t, 2)
+        #expect(t[2].state == S(9, 0, true))
         Policy.markUnbootable(&t, 0)
         #expect(t[0].state == S(0, 0, false))
     }
@@ -170,6 +174,33 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
         #expect(states(u) == [S(10, 0, true), S(15, 3, false)])
         #expect(throws: PolicyError.badTries) { try Policy.setActive(&u, 1, tries: 0) }
         #expect(throws: PolicyError.badTries) { try Policy.setActive(&u, 1, tries: 16) }
+    }
+
+    /// The others keep their order and their ties, however many levels they use.
+    @Test func setActiveReranksWithoutReordering() throws {
+        var t = table([S(1, 0, true), S(2, 0, true), S(15, 0, true), S(0, 0, false)])
+        try Policy.setActive(&t, 3, tries: 6)
+        #expect(states(t) == [S(12, 0, true), S(13, 0, true), S(14, 0, true), S(15, 6, false)])
+        var ties = table([S(15, 0, true), S(15, 2, false), S(3, 0, true), S(0, 0, false)])
+        try Policy.setActive(&ties, 3, tries: 2)
+        #expect(states(ties) == [S(14, 0, true), S(14, 2, false), S(13, 0, true), S(15, 2, false)])
+        // 16 levels among 17 others cannot all stay apart: the lowest share priority 1,
+        // and no slot overtakes one that was above it.
+        var many = SlotTable()
+        for i in 0..<17 {
+            try many.append(Slot(letter: UInt8(0x61 + i), entryIndex: i,
+                                 attributes: S(UInt8(max(1, 15 - i)), 0, true).encoded(into: 0), firstLBA: 0, lastLBA: 0))
+        }
+        try many.append(Slot(letter: 0x72, entryIndex: 17, attributes: 0, firstLBA: 0, lastLBA: 0))
+        let before = states(many)
+        try Policy.setActive(&many, 17, tries: 1)
+        let after = states(many)
+        for i in 0..<17 {
+            for j in 0..<17 where before[i].priority > before[j].priority {
+                #expect(after[i].priority >= after[j].priority)
+            }
+            #expect(after[i].priority >= 1 && after[i].priority <= 14)
+        }
     }
 
     @Test func normalize() {

@@ -94,6 +94,48 @@ struct Regions {
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 4, false), S(14, 0, true)])
     }
 
+    /// The boot that spends a slot's last try can still be confirmed; only a later boot
+    /// retires an unconfirmed slot.
+    @Test func markSuccessfulAfterTheLastTry() throws {
+        let store = TableFixtures.disk(states: [S(15, 1, false), S(14, 0, true)])
+        let boot = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(boot.chosen == 0 && boot.consumedTry)
+        #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 0, false), S(14, 0, true)])
+        _ = try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "a"))
+        #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
+        // Not confirmed in time: the next boot retires it and falls back.
+        let other = TableFixtures.disk(states: [S(15, 1, false), S(14, 0, true)])
+        _ = try SlotFlows.boot(other, verifier: TableOnlyVerifier(), dryRun: false)
+        let next = try SlotFlows.boot(other, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(next.chosen == 1)
+        #expect { try SlotFlows.markSuccessful(other, slot: UInt8(ascii: "a")) } throws: {
+            ($0 as? FlowError)?.code == .slotNotBootable
+        }
+    }
+
+    /// A repair that cannot be written does not stop a confirmed slot from booting; a
+    /// try that cannot be persisted does stop the boot (fail closed).
+    @Test func unwritableRepairIsAWarningButUnwritableTryIsAnError() throws {
+        let confirmed = TableFixtures.disk(states: [S(15, 0, true), S(14, 0, true)])
+        let regions = Regions(confirmed)
+        for i in regions.backupHeader { confirmed.bytes[i] = 0 }
+        confirmed.failingWriteRange = 0..<UInt64(confirmed.bytes.count)
+        let boot = try SlotFlows.boot(confirmed, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(boot.chosen == 0 && !boot.wrote && boot.warnings.count == 1)
+
+        let trying = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
+        trying.failingWriteRange = 0..<UInt64(trying.bytes.count)
+        #expect { try SlotFlows.boot(trying, verifier: TableOnlyVerifier(), dryRun: false) } throws: {
+            ($0 as? FlowError)?.code == .ioError
+        }
+        // The backup failing after the primary is flushed: committed, with a warning.
+        let late = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
+        late.failingWriteRange = UInt64(Regions(late).backupEntries.lowerBound)..<UInt64(late.bytes.count)
+        let report = try SlotFlows.boot(late, verifier: TableOnlyVerifier(), dryRun: false)
+        #expect(report.consumedTry && report.warnings.count == 1)
+        #expect(TableFixtures.states(late.bytes, sectorSize: 512) == [S(15, 2, false), S(14, 0, true)])
+    }
+
     @Test func normalizationIsReportedNotWrittenByStatus() throws {
         let store = TableFixtures.disk(states: [S(15, 4, true), S(9, 0, false)])
         let report = try SlotFlows.status(store)

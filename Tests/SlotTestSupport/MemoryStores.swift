@@ -11,6 +11,8 @@ public final class MemoryStore: BlockStore {
     public private(set) var flushes = 0
     /// When set, reads of this byte range fail like a bad sector.
     public var failingReadRange: Range<UInt64>?
+    /// When set, writes touching this byte range fail (a bad sector, a read-only area).
+    public var failingWriteRange: Range<UInt64>?
 
     public init(bytes: [UInt8], sectorSize: Int) {
         self.bytes = bytes
@@ -34,6 +36,9 @@ public final class MemoryStore: BlockStore {
 
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws(StorageError) {
         writes += 1
+        if let bad = failingWriteRange, offset < bad.upperBound, offset + UInt64(data.count) > bad.lowerBound {
+            throw StorageError(.write, path: "memory", detail: "injected write error at \(offset)")
+        }
         guard offset <= UInt64(bytes.count), UInt64(data.count) <= UInt64(bytes.count) - offset else {
             throw StorageError(.write, path: "memory", detail: "write past the end at \(offset)")
         }
@@ -47,26 +52,28 @@ public final class MemoryStore: BlockStore {
 
 /// A disk that loses power after the N-th write (0-based `cutAt`): that write is torn
 /// (only its first `tornBytes` bytes land, which tears the sector being written), and
-/// every later read, write or flush fails. With `loseUnflushed`, the writes since the
-/// last flush are lost as well, as a drive's volatile cache would lose them.
-/// After the cut, `surviving` is what a fresh boot would find on the medium.
+/// every later read, write or flush fails. The writes since the last flush then meet
+/// `cache`: all kept, all lost, or each kept or lost at random (a drive that reorders
+/// its volatile cache). After the cut, `surviving` is what a fresh boot finds.
 public final class PowerCutStore: BlockStore {
+    public enum Cache: Sendable { case keep, lose, randomSubset(seed: UInt64) }
+
     public private(set) var bytes: [UInt8]
-    private var durable: [UInt8]
     public let sectorSize: Int
     public let cutAt: Int
     public let tornBytes: Int
-    public let loseUnflushed: Bool
+    public let cache: Cache
     public private(set) var writes = 0
     public private(set) var didCut = false
+    /// Writes since the last flush, with the bytes they replaced, oldest first.
+    private var unflushed: [(offset: Int, previous: [UInt8])] = []
 
-    public init(bytes: [UInt8], sectorSize: Int, cutAt: Int, tornBytes: Int, loseUnflushed: Bool) {
+    public init(bytes: [UInt8], sectorSize: Int, cutAt: Int, tornBytes: Int, cache: Cache) {
         self.bytes = bytes
-        self.durable = bytes
         self.sectorSize = sectorSize
         self.cutAt = cutAt
         self.tornBytes = tornBytes
-        self.loseUnflushed = loseUnflushed
+        self.cache = cache
     }
 
     public var byteCount: UInt64 { UInt64(bytes.count) }
@@ -88,18 +95,34 @@ public final class PowerCutStore: BlockStore {
         guard !didCut else { throw dead() }
         let index = writes
         writes += 1
+        let start = Int(offset)
+        let landing = index == cutAt ? min(tornBytes, data.count) : data.count
+        unflushed.append((start, Array(bytes[start..<start + data.count])))
+        for i in 0..<landing { bytes[start + i] = data[i] }
         if index == cutAt {
-            if loseUnflushed { bytes = durable }
-            for i in 0..<min(tornBytes, data.count) { bytes[Int(offset) + i] = data[i] }
             didCut = true
+            loseCache()
             throw dead()
         }
-        for (i, byte) in data.enumerated() { bytes[Int(offset) + i] = byte }
     }
 
     public func flush() throws(StorageError) {
         guard !didCut else { throw dead() }
-        durable = bytes
+        unflushed.removeAll()
+    }
+
+    private func loseCache() {
+        var random = SeededRandom(seed: 0)
+        switch cache {
+        case .keep: return
+        case .lose: break
+        case .randomSubset(let seed): random = SeededRandom(seed: seed)
+        }
+        // Undo newest first, so an older write's bytes come back under a newer one.
+        for write in unflushed.reversed() {
+            if case .randomSubset = cache, Bool.random(using: &random) { continue }
+            bytes.replaceSubrange(write.offset..<write.offset + write.previous.count, with: write.previous)
+        }
     }
 }
 
