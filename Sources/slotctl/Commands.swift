@@ -101,8 +101,16 @@ struct Commands {
 
     private var verifies: Bool { settings.verification == .signature }
 
-    private func verifier() -> SlotVerifier {
-        verifies ? SignedSlotVerifier(keys: KeyDirectory(path: settings.keys)) : TableOnlyVerifier()
+    /// The boot verifier. With signatures on, a key directory without a single usable key
+    /// is a configuration error: refuse before judging (and marking) any slot.
+    private func verifier() throws(CLIError) -> SlotVerifier {
+        guard verifies else { return TableOnlyVerifier() }
+        let keys = KeyDirectory(path: settings.keys)
+        guard !keys.keys.isEmpty else {
+            let why = keys.problems.isEmpty ? "it holds no *.pem public key" : keys.problems.joined(separator: "; ")
+            throw CLIError(.untrustedKey, "no trusted key in \(settings.keys) (\(why)); no slot was judged or changed")
+        }
+        return SignedSlotVerifier(keys: keys)
     }
 
     private func status() throws(CLIError) -> Outcome {
@@ -162,7 +170,7 @@ struct Commands {
     private mutating func boot() throws(CLIError) -> Outcome {
         let dryRun = line.switches.contains("--dry-run")
         let store = try openDisk(writable: !dryRun)
-        let verifier = verifier()
+        let verifier = try verifier()
         let report = try flow { () throws(FlowError) in try SlotFlows.boot(store, verifier: verifier, dryRun: dryRun) }
         let slot = report.slots[report.chosen]
         let name = SlotFlows.letterText(slot.letter)
