@@ -7,8 +7,10 @@ SLOTCTL=${SLOTCTL:-.build/debug/slotctl}
 DEMO=${DEMO_DIR:-demo}
 rm -rf "$DEMO" && mkdir -p "$DEMO/run"
 DISK="$DEMO/disk.img"
+mkdir -p "$DEMO/keys"
 cat > "$DEMO/slotctl.conf" <<CONF
 disk = $DISK
+keys = $DEMO/keys
 booted_file = $DEMO/run/booted
 cmdline_file = $DEMO/cmdline
 CONF
@@ -19,6 +21,18 @@ show() { slotctl status | sed -n '/^slot /,/^next boot/p'; }
 cgpt_line() { for i in 1 2; do printf 'cgpt: partition %s priority=%s tries=%s successful=%s\n' "$i" \
   "$(cgpt show -i $i -P "$DISK")" "$(cgpt show -i $i -T "$DISK")" "$(cgpt show -i $i -S "$DISK")"; done; }
 run() { echo "\$ slotctl $*"; set +e; slotctl "$@"; rc=$?; set -e; echo "(exit $rc)"; }
+# Until `slotctl install` exists, an update is a signed image copied into the slot.
+put() { # put VERSION SLOT_START_LBA
+  printf 'root file system %s\n' "$1" > "$DEMO/payload-$1"
+  slotctl sign --key "$DEMO/release.pem" --rollback-index "${1#v}" --version "$1" \
+    --partition-size 16M "$DEMO/payload-$1" -o "$DEMO/image-$1" | sed 's/^/  /'
+  dd if="$DEMO/image-$1" of="$DISK" bs=512 seek="$2" conv=notrunc status=none
+}
+
+step "0. A release key (openssl genpkey); its public half goes into the key directory"
+openssl genpkey -algorithm ed25519 -out "$DEMO/release.pem"
+openssl pkey -in "$DEMO/release.pem" -pubout -out "$DEMO/keys/release.pem"
+ls "$DEMO/keys"
 
 step "1. Make a 64 MiB disk image with two 16 MiB slots (GPT, slotctl's slot type)"
 run format --size 64M --slot-size 16M
@@ -27,8 +41,8 @@ sgdisk -v "$DISK" | grep -m1 -i "problem"
 step "2. Nothing is bootable yet: boot says so with code 50, so the hook can go to recovery"
 run boot
 
-step "3. Put v1 into slot a and make it active (6 tries); the first boot consumes one try"
-printf 'payload v1\n' | dd of="$DISK" bs=512 seek=2048 conv=notrunc status=none
+step "3. Put signed v1 into slot a and make it active (6 tries); the first boot verifies it and consumes one try"
+put v1 2048
 run set-active a
 run boot
 show
@@ -38,8 +52,8 @@ run mark-successful
 show
 cgpt_line
 
-step "5. An update: v2 goes to the inactive slot b, which becomes active with 3 tries"
-printf 'payload v2\n' | dd of="$DISK" bs=512 seek=34816 conv=notrunc status=none
+step "5. An update: signed v2 goes to the inactive slot b, which becomes active with 3 tries"
+put v2 34816
 run set-active b --tries 3
 run boot
 show
@@ -50,7 +64,7 @@ run boot
 show
 
 step "7. v3 into b; this time the device hangs before confirming, twice; tries run out"
-printf 'payload v3\n' | dd of="$DISK" bs=512 seek=34816 conv=notrunc status=none
+put v3 34816
 run set-active b --tries 2
 run boot
 run boot
@@ -58,18 +72,29 @@ echo "(no mark-successful: the watchdog rebooted)"
 run boot
 show
 
-step "8. v4 into b, boots and is confirmed"
+step "8. v4 into b, but a byte of it is damaged on the way: boot refuses it and falls back"
+put v4 34816
+printf 'X' | dd of="$DISK" bs=1 seek=$((34816 * 512 + 3)) conv=notrunc status=none
+run set-active b --tries 3
+run boot
+show
+
+step "9. v4 again, intact: it verifies, boots and is confirmed"
+put v4 34816
 run set-active b --tries 3
 run boot
 run mark-successful
 show
 cgpt_line
 
-step "9. A damaged primary GPT is read from the backup and repaired at the next write"
+step "10. A damaged primary GPT is read from the backup and repaired at the next write"
 dd if=/dev/zero of="$DISK" bs=512 seek=1 count=1 conv=notrunc status=none
 slotctl status | sed -n '2,4p'
 run boot
 slotctl status | sed -n '2,4p'
 sgdisk -v "$DISK" | grep -m1 -i "problem"
 
-step "Done. Signed slots, rollback counters and install come next (see README)."
+step "11. The table and each slot's image as status shows them"
+slotctl status
+
+step "Done. Rollback counters and install come next (see README)."
