@@ -1,6 +1,7 @@
 // swift-tools-version: 6.2
 // Layers, innermost first (spec/architecture.md): SlotCore (pure, Embedded, no I/O)
-// <- SlotStorage (block stores) <- SlotCrypto (OpenSSL EVP) <- SlotFlows (boot, mark,
+// <- SlotStorage (block stores) <- SlotCrypto (OpenSSL EVP) <- SlotCounters (TPM 2.0, file)
+// <- SlotFlows (boot, mark,
 // set-active, format, sign, verify)
 // <- slotctl (the CLI). Each imports only what is listed before it.
 import PackageDescription
@@ -16,12 +17,13 @@ let package = Package(
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "SlotStorage", dependencies: ["SlotCore"]),
         .target(name: "SlotCrypto", dependencies: ["SlotCore", "CLibCrypto"]),
-        .target(name: "SlotFlows", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto"]),
-        .executableTarget(name: "slotctl", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotFlows", "CLibUUID"]),
-        .target(name: "SlotTestSupport", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotFlows"],
+        .target(name: "SlotCounters", dependencies: ["SlotCore"]),
+        .target(name: "SlotFlows", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters"]),
+        .executableTarget(name: "slotctl", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows", "CLibUUID"]),
+        .target(name: "SlotTestSupport", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows"],
                 path: "Tests/SlotTestSupport"),
         .testTarget(name: "SlotCoreTests", dependencies: ["SlotCore", "SlotTestSupport"]),
-        .testTarget(name: "SlotFlowsTests", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotFlows", "SlotTestSupport"]),
+        .testTarget(name: "SlotFlowsTests", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows", "SlotTestSupport"]),
         .testTarget(name: "InteropTests", dependencies: ["SlotCore", "SlotTestSupport"]),
     ]
 )

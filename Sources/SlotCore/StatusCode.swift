@@ -11,6 +11,8 @@ public enum StatusCode: UInt8, Sendable {
     case keyAlgorithmMismatch = 25
     case unsigned = 26
     case cryptoError = 27
+    case countersUnavailable = 28
+    case raiseTooLarge = 29
     case postcheckFailed = 40
     case noBootableSlot = 50
     case slotNotBootable = 51
@@ -34,6 +36,8 @@ public enum StatusCode: UInt8, Sendable {
         case .keyAlgorithmMismatch: "key_algorithm_mismatch"
         case .unsigned: "unsigned"
         case .cryptoError: "crypto_error"
+        case .countersUnavailable: "counters_unavailable"
+        case .raiseTooLarge: "raise_too_large"
         case .postcheckFailed: "postcheck_failed"
         case .noBootableSlot: "no_bootable_slot"
         case .slotNotBootable: "slot_not_bootable"

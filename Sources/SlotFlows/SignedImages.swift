@@ -1,4 +1,5 @@
 import SlotCore
+import SlotCounters
 import SlotCrypto
 import SlotStorage
 
@@ -127,22 +128,58 @@ public enum ImageVerification {
     }
 }
 
-/// The boot verifier for signed slots: a slot boots only if its image verifies.
+/// The rollback check (spec/rollback.md): a verified image whose rollback index is below
+/// the counter at its location is refused.
+public enum RollbackCheck {
+    public enum Outcome {
+        case current(stored: UInt64)
+        case below(stored: UInt64)
+        /// The counters cannot be read or trusted.
+        case unavailable(CounterError)
+    }
+
+    public static func check(_ descriptor: SlotDescriptor, _ counters: RollbackCounters) -> Outcome {
+        do {
+            let stored = try counters.read(location: descriptor.rollbackLocation)
+            return descriptor.rollbackIndex >= stored ? .current(stored: stored) : .below(stored: stored)
+        } catch {
+            return .unavailable(error)
+        }
+    }
+
+    public static func reason(_ descriptor: SlotDescriptor, stored: UInt64) -> String {
+        "rollback index \(descriptor.rollbackIndex) is below the counter \(stored) at location \(descriptor.rollbackLocation) (a downgrade)"
+    }
+}
+
+/// The boot verifier for signed slots: a slot boots only if its image verifies and,
+/// with counters, its rollback index is not below the counter at its location.
 public struct SignedSlotVerifier: SlotVerifier {
     public let keys: KeyDirectory
+    public let counters: RollbackCounters?
     public let hasher: PayloadHasher
 
-    public init(keys: KeyDirectory, hasher: PayloadHasher = PayloadHasher()) {
+    public init(keys: KeyDirectory, counters: RollbackCounters?, hasher: PayloadHasher = PayloadHasher()) {
         self.keys = keys
+        self.counters = counters
         self.hasher = hasher
     }
 
-    public var name: String { "signature" }
+    public var name: String { counters == nil ? "signature" : "signature+rollback" }
 
     public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
         let report = ImageVerification.verify(store, offset: table.byteOffset(slot), size: table.byteSize(slot),
                                               keys: keys, hasher: hasher)
-        return report.verified ? .accepted : .rejected(code: report.code, reason: report.reason ?? "verification failed")
+        guard report.verified, let descriptor = report.descriptor else {
+            return .rejected(code: report.code, reason: report.reason ?? "verification failed")
+        }
+        let claim = RollbackClaim(location: descriptor.rollbackLocation, index: descriptor.rollbackIndex)
+        guard let counters else { return .accepted(claim) }
+        switch RollbackCheck.check(descriptor, counters) {
+        case .current: return .accepted(claim)
+        case .below(let stored): return .rejected(code: .rollback, reason: RollbackCheck.reason(descriptor, stored: stored))
+        case .unavailable(let error): return .fatal(code: error.code, reason: "rollback counters: \(error.message)")
+        }
     }
 }
 

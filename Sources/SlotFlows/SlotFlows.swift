@@ -1,4 +1,5 @@
 import SlotCore
+import SlotCounters
 import SlotStorage
 
 /// Result of `status`: the table as read and the state the policy sees after normalization.
@@ -29,6 +30,8 @@ public struct ChangeReport {
     public let index: Int
     public let wrote: Bool
     public let warnings: [String]
+    /// mark-successful with counters: the location raised and its value before and after.
+    public var raised: (location: UInt32, from: UInt64, to: UInt64)? = nil
 }
 
 /// The operations of the command line, each one load, normalize, mutate, save-if-changed
@@ -56,6 +59,8 @@ public enum SlotFlows {
         var rejected: [(letter: UInt8, code: StatusCode, reason: String)] = []
         while let index = Policy.choose(slots, excluding: excluded) {
             switch verifier.verify(slot: slots[index], in: table, store: store) {
+            case .fatal(let code, let reason):
+                throw FlowError(code, "boot: \(reason); no slot was judged or changed")
             case .accepted:
                 // Only a spent try must reach the disk before the boot goes on; repairs,
                 // normalization and refusals are written when they can be.
@@ -76,27 +81,49 @@ public enum SlotFlows {
         throw FlowError(.noBootableSlot, message)
     }
 
-    /// `mark-successful SLOT`: successful = 1, tries = 0. Refused (`slotNotBootable`) on
-    /// a slot with priority 0. Works on the boot that spent a slot's last try.
-    /// Rollback counters join this in a later step.
-    public static func markSuccessful(_ store: BlockStore, slot letter: UInt8) throws(FlowError) -> ChangeReport {
-        try change(store, letter) { (slots, index) throws(FlowError) in
+    /// `mark-successful SLOT`: successful = 1, tries = 0, then (with counters) the
+    /// counter at the slot's rollback location is raised to its rollback index.
+    /// Refused (`slotNotBootable`) on a slot with priority 0; works on the boot that spent
+    /// a slot's last try. With a verifier, the slot's image is verified again first (its
+    /// rollback claim must come from a proven descriptor); a refusal changes nothing.
+    /// Order (spec/rollback.md): the table first, then the counter. A cut between them
+    /// leaves a confirmed slot and a counter not yet raised, which the next
+    /// mark-successful (idempotent: it raises even for a slot already confirmed) fixes.
+    public static func markSuccessful(_ store: BlockStore, slot letter: UInt8, verifier: SlotVerifier = TableOnlyVerifier(),
+                                      counters: RollbackCounters? = nil) throws(FlowError) -> ChangeReport {
+        var claim: RollbackClaim? = nil
+        var report = try change(store, letter) { (slots, index, table) throws(FlowError) in
             do { try Policy.markSuccessful(&slots, index) } catch {
                 throw FlowError(.slotNotBootable,
                                 "mark-successful: slot \(letterText(letter)) has priority 0 (failed, retired or never activated); it cannot be confirmed")
             }
+            switch verifier.verify(slot: table.slots[index], in: table, store: store) {
+            case .accepted(let proven): claim = proven
+            case .rejected(let code, let reason), .fatal(let code, let reason):
+                throw FlowError(code, "mark-successful: slot \(letterText(letter)): \(reason); nothing was changed")
+            }
         }
+        guard let counters, let claim else { return report }
+        do {
+            let before = try counters.read(location: claim.location)
+            try counters.raise(location: claim.location, to: claim.index)
+            report.raised = (claim.location, before, max(before, claim.index))
+        } catch {
+            throw FlowError(error.code, "mark-successful: slot \(letterText(letter)) is marked successful, but the rollback "
+                + "counter at location \(claim.location) was not raised to \(claim.index): \(error.message); run mark-successful again")
+        }
+        return report
     }
 
     /// `mark-failed SLOT`: priority 0, tries 0, not successful. The caller exits with
     /// `postcheckFailed` when this succeeds.
     public static func markFailed(_ store: BlockStore, slot letter: UInt8) throws(FlowError) -> ChangeReport {
-        try change(store, letter) { (slots, index) throws(FlowError) in Policy.markUnbootable(&slots, index) }
+        try change(store, letter) { (slots, index, _) throws(FlowError) in Policy.markUnbootable(&slots, index) }
     }
 
     /// `set-active SLOT --tries N`: priority 15 with N tries, not successful; others keep their order.
     public static func setActive(_ store: BlockStore, slot letter: UInt8, tries: UInt8) throws(FlowError) -> ChangeReport {
-        try change(store, letter) { (slots, index) throws(FlowError) in
+        try change(store, letter) { (slots, index, _) throws(FlowError) in
             do { try Policy.setActive(&slots, index, tries: tries) } catch {
                 throw FlowError(.usage, "set-active: tries must be 1...\(SlotState.maxTries), not \(tries)")
             }
@@ -104,7 +131,7 @@ public enum SlotFlows {
     }
 
     private static func change(_ store: BlockStore, _ letter: UInt8,
-                               _ mutate: (inout SlotTable, Int) throws(FlowError) -> Void) throws(FlowError) -> ChangeReport {
+                               _ mutate: (inout SlotTable, Int, LoadedTable) throws(FlowError) -> Void) throws(FlowError) -> ChangeReport {
         let table = try TableStore.load(store)
         guard let index = table.slots.index(ofLetter: letter) else {
             throw FlowError(.usage, "no slot \(letterText(letter)) in the slot table (slots: \(slotList(table.slots)))")
@@ -112,7 +139,7 @@ public enum SlotFlows {
         var slots = table.slots
         // The transition sees the state as stored, then normalization follows: so the
         // boot that spent a slot's last try can still be confirmed (spec/policy.md).
-        try mutate(&slots, index)
+        try mutate(&slots, index, table)
         _ = Policy.normalize(&slots)
         let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: false, required: true)
         return ChangeReport(table: table, slots: slots, index: index, wrote: wrote, warnings: warnings)

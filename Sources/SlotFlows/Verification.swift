@@ -1,11 +1,26 @@
 import SlotCore
 import SlotStorage
 
+/// What a verified image claims about rollback: its index at its location.
+public struct RollbackClaim: Equatable, Sendable {
+    public var location: UInt32
+    public var index: UInt64
+
+    public init(location: UInt32, index: UInt64) {
+        self.location = location
+        self.index = index
+    }
+}
+
 /// The verdict on one candidate slot.
 public enum SlotVerdict: Equatable, Sendable {
-    case accepted
+    /// Proven; with the rollback claim `mark-successful` raises the counter to.
+    case accepted(RollbackClaim?)
     /// Refused: the slot is marked unbootable and the next candidate is tried.
     case rejected(code: StatusCode, reason: String)
+    /// The verifier itself cannot work (the counters are unreachable): stop without
+    /// judging or changing any slot.
+    case fatal(code: StatusCode, reason: String)
 }
 
 /// The seam between selection and proof: `boot` asks it about each candidate slot, in
@@ -21,5 +36,5 @@ public protocol SlotVerifier {
 public struct TableOnlyVerifier: SlotVerifier {
     public init() {}
     public var name: String { "none" }
-    public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict { .accepted }
+    public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict { .accepted(nil) }
 }

@@ -1,4 +1,5 @@
 import SlotCore
+import SlotCounters
 import SlotCrypto
 import SlotFlows
 import SlotStorage
@@ -23,11 +24,12 @@ struct Commands {
         "format": (["--size", "--slots", "--slot-size", "--name"], ["--force"], 0...0),
         "verify": (["--image"], [], 0...1),
         "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size"], [], 1...1),
+        "counters": (["--locations"], [], 0...1),
     ]
 
     mutating func run() throws(CLIError) -> Outcome {
         guard let command = line.command else { throw CLIError(.usage, "no command given (see slotctl --help)") }
-        if ["install", "counters"].contains(command) {
+        if command == "install" {
             throw CLIError(.usage, "\(command): not available in this build of slotctl yet")
         }
         guard let grammar = Commands.grammar[command] else {
@@ -50,6 +52,7 @@ struct Commands {
         case "set-active": return try setActive()
         case "format": return try format()
         case "verify": return try verify()
+        case "counters": return try countersCommand()
         default: return try sign()
         }
     }
@@ -101,16 +104,53 @@ struct Commands {
 
     private var verifies: Bool { settings.verification == .signature }
 
+    /// The configured rollback counters, or nil when none are configured.
+    private func counters() throws(CLIError) -> RollbackCounters? {
+        guard let spec = settings.counters else { return nil }
+        do { return try openCounters(spec) } catch { throw CLIError(error.code, error.message) }
+    }
+
     /// The boot verifier. With signatures on, a key directory without a single usable key
     /// is a configuration error: refuse before judging (and marking) any slot.
-    private func verifier() throws(CLIError) -> SlotVerifier {
+    private func verifier(_ counters: RollbackCounters?) throws(CLIError) -> SlotVerifier {
         guard verifies else { return TableOnlyVerifier() }
         let keys = KeyDirectory(path: settings.keys)
         guard !keys.keys.isEmpty else {
             let why = keys.problems.isEmpty ? "it holds no *.pem public key" : keys.problems.joined(separator: "; ")
             throw CLIError(.untrustedKey, "no trusted key in \(settings.keys) (\(why)); no slot was judged or changed")
         }
-        return SignedSlotVerifier(keys: keys)
+        return SignedSlotVerifier(keys: keys, counters: counters)
+    }
+
+    /// Image findings plus the rollback check, for status and verify.
+    private func imageReport(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
+                             counters: RollbackCounters?, hasher: PayloadHasher) -> (ImageReport, JSONObject, String) {
+        var report = ImageVerification.verify(store, offset: offset, size: size, keys: keys, hasher: hasher)
+        var json = Render.imageJSON(report)
+        var note = ""
+        if report.verified, let descriptor = report.descriptor, let counters {
+            switch RollbackCheck.check(descriptor, counters) {
+            case .current(let stored):
+                json.set("rollback", "current")
+                json.set("rollback_counter", stored)
+                note = "rollback: index \(descriptor.rollbackIndex) >= counter \(stored)"
+            case .below(let stored):
+                report.code = .rollback
+                report.reason = RollbackCheck.reason(descriptor, stored: stored)
+                json = Render.imageJSON(report)
+                json.set("rollback", "below")
+                json.set("rollback_counter", stored)
+            case .unavailable(let error):
+                report.code = error.code
+                report.reason = "rollback counters: \(error.message)"
+                json = Render.imageJSON(report)
+                json.set("rollback", "unavailable")
+            }
+        } else if report.verified {
+            json.set("rollback", "not checked")
+            note = "rollback: not checked (no counters configured)"
+        }
+        return (report, json, note)
     }
 
     private func status() throws(CLIError) -> Outcome {
@@ -120,6 +160,7 @@ struct Commands {
         var json = Render.tableJSON(report.table, store: store)
         var text = Render.tableText(report.table, store: store)
         let keys = verifies ? KeyDirectory(path: settings.keys) : nil
+        let counters = try counters()
         let hasher = PayloadHasher()
         var slots: [JSONObject] = []
         text += "slot  part  label             prio  tries  successful  bootable  first_lba..last_lba\n"
@@ -133,10 +174,11 @@ struct Commands {
             text += Render.slotRow(slot, report.table)
             for note in notes { text += "      normalized at next write: \(note)\n" }
             if let keys {
-                let image = ImageVerification.verify(store, offset: report.table.byteOffset(slot),
-                                                     size: report.table.byteSize(slot), keys: keys, hasher: hasher)
-                item.set("image", Render.imageJSON(image))
-                text += "      image: " + Render.imageSummary(image) + "\n"
+                let (image, imageJSON, note) = imageReport(store, offset: report.table.byteOffset(slot),
+                                                           size: report.table.byteSize(slot), keys: keys,
+                                                           counters: counters, hasher: hasher)
+                item.set("image", imageJSON)
+                text += "      image: " + Render.imageSummary(image) + (note.isEmpty ? "" : "; \(note)") + "\n"
             }
             slots.append(item)
         }
@@ -164,13 +206,16 @@ struct Commands {
         } else {
             text += "verification: NONE (verification = none: slots are booted without signature checks)\n"
         }
+        let (countersJSON, countersText) = countersSummary(counters)
+        json.set("counters", countersJSON)
+        text += countersText
         return (.ok, text, json)
     }
 
     private mutating func boot() throws(CLIError) -> Outcome {
         let dryRun = line.switches.contains("--dry-run")
         let store = try openDisk(writable: !dryRun)
-        let verifier = try verifier()
+        let verifier = try verifier(try counters())
         let report = try flow { () throws(FlowError) in try SlotFlows.boot(store, verifier: verifier, dryRun: dryRun) }
         let slot = report.slots[report.chosen]
         let name = SlotFlows.letterText(slot.letter)
@@ -209,8 +254,11 @@ struct Commands {
         let letter: UInt8
         if let named = line.positional.first { letter = try slotArgument(named) } else { letter = try bootedSlot() }
         let store = try openDisk(writable: true)
+        let counters = successful && verifies ? try counters() : nil
+        let verifier: SlotVerifier = successful ? try verifier(counters) : TableOnlyVerifier()
         let report = try flow { () throws(FlowError) in
-            successful ? try SlotFlows.markSuccessful(store, slot: letter) : try SlotFlows.markFailed(store, slot: letter)
+            successful ? try SlotFlows.markSuccessful(store, slot: letter, verifier: verifier, counters: counters)
+                       : try SlotFlows.markFailed(store, slot: letter)
         }
         warnings += report.warnings
         let name = SlotFlows.letterText(letter)
@@ -218,7 +266,24 @@ struct Commands {
         json.set("slot", name)
         json.set("wrote", report.wrote)
         json.set("warnings", strings: warnings)
-        if successful { return (.ok, "slot \(name) marked successful\n", json) }
+        if let raised = report.raised {
+            var r = JSONObject()
+            r.set("location", Int(raised.location))
+            r.set("from", raised.from)
+            r.set("to", raised.to)
+            json.set("counter", r)
+        } else {
+            json.setNull("counter")
+        }
+        if successful {
+            var text = "slot \(name) marked successful\n"
+            if let raised = report.raised {
+                text += raised.to > raised.from
+                    ? "rollback counter at location \(raised.location) raised from \(raised.from) to \(raised.to)\n"
+                    : "rollback counter at location \(raised.location) already at \(raised.from)\n"
+            }
+            return (.ok, text, json)
+        }
         return (.postcheckFailed, "slot \(name) marked failed: unbootable until set-active or a new install\n", json)
     }
 
@@ -286,7 +351,7 @@ struct Commands {
             do { store = try FileBlockStore(path: image, writable: false, sectorSize: 512) } catch {
                 throw CLIError(.ioError, error.description)
             }
-            report = ImageVerification.verify(store, offset: 0, size: store.byteCount, keys: keys, hasher: hasher)
+            report = imageReport(store, offset: 0, size: store.byteCount, keys: keys, counters: try counters(), hasher: hasher).0
             subject = "image \(image)"
             json.set("image", image)
         } else {
@@ -298,8 +363,8 @@ struct Commands {
                 throw CLIError(.usage, "no slot \(SlotFlows.letterText(letter)) in the slot table")
             }
             let slot = table.slots[index]
-            report = ImageVerification.verify(store, offset: table.byteOffset(slot), size: table.byteSize(slot),
-                                              keys: keys, hasher: hasher)
+            report = imageReport(store, offset: table.byteOffset(slot), size: table.byteSize(slot), keys: keys,
+                                 counters: try counters(), hasher: hasher).0
             subject = "slot \(SlotFlows.letterText(letter)) (partition \(table.partitionNumber(slot)) of \(store.path))"
             json.set("slot", SlotFlows.letterText(letter))
             json.set("partition", table.partitionNumber(slot))
@@ -319,6 +384,10 @@ struct Commands {
         guard output != payloadPath else { throw CLIError(.usage, "sign: -o must not be the payload itself") }
         guard let indexText = line.flags["--rollback-index"], let rollbackIndex = UInt64(indexText) else {
             throw CLIError(.usage, "sign needs --rollback-index N (a number)")
+        }
+        guard rollbackIndex <= RollbackLimits.maxIndex else {
+            throw CLIError(.raiseTooLarge, "sign: rollback index \(rollbackIndex) is over \(RollbackLimits.maxIndex): rollback indexes are "
+                + "small, dense security versions (a TPM counter moves one increment at a time)")
         }
         var location: UInt32 = 0
         if let text = line.flags["--rollback-location"] {
@@ -360,4 +429,69 @@ struct Commands {
             + "rollback index \(rollbackIndex) at location \(location)\n"
         return (.ok, text, json)
     }
+
+    /// The counters part of status and of `counters`.
+    private func countersSummary(_ counters: RollbackCounters?) -> (JSONObject, String) {
+        var json = JSONObject()
+        guard let counters else {
+            json.setNull("spec")
+            return (json, "rollback counters: none configured (rollback is not enforced; set counters = ...)\n")
+        }
+        json.set("spec", counters.spec)
+        json.set("hardware_backed", counters.hardwareBacked)
+        var text = "rollback counters: \(counters.spec)"
+            + (counters.hardwareBacked ? " (hardware-backed)\n" : " (NOT hardware-backed: development only)\n")
+        do {
+            let count = try counters.provisionedLocations()
+            var values: [JSONObject] = []
+            if count == 0 { text += "  not provisioned (run slotctl counters provision)\n" }
+            for location in 0..<UInt32(count) {
+                let value = try counters.read(location: location)
+                var item = JSONObject()
+                item.set("location", Int(location))
+                item.set("value", value)
+                values.append(item)
+                text += "  location \(location): \(value)\n"
+            }
+            json.set("provisioned", count)
+            json.set("locations", values)
+        } catch {
+            json.set("error", error.message)
+            text += "  unavailable: \(error.message)\n"
+        }
+        return (json, text)
+    }
+
+    /// `counters` shows the rollback counters; `counters provision [--locations N]`
+    /// creates them (default 8 locations).
+    private func countersCommand() throws(CLIError) -> Outcome {
+        guard let counters = try counters() else {
+            throw CLIError(.usage, "counters: no counter store configured: pass --counters SPEC or set 'counters =' in \(line.configPath)")
+        }
+        var json = JSONObject()
+        var text = ""
+        if let action = line.positional.first {
+            guard action == "provision" else { throw CLIError(.usage, "counters: unknown action '\(action)' (provision)") }
+            var locations = 8
+            if let value = line.flags["--locations"] {
+                guard let n = Int(value) else { throw CLIError(.usage, "--locations: '\(value)' is not a number") }
+                locations = n
+            }
+            do { text = try counters.provision(locations: locations) + "\n" } catch {
+                throw CLIError(error.code, "counters provision: \(error.message)")
+            }
+            json.set("provisioned", text.trimmingNewline)
+        } else if line.flags["--locations"] != nil {
+            throw CLIError(.usage, "counters: --locations goes with 'provision'")
+        }
+        let (summary, summaryText) = countersSummary(counters)
+        json.set("counters", summary)
+        text += summaryText
+        do { _ = try counters.provisionedLocations() } catch { throw CLIError(error.code, error.message, details: text) }
+        return (.ok, text, json)
+    }
+}
+
+extension String {
+    var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
 }

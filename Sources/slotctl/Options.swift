@@ -44,7 +44,7 @@ struct Invocation {
     static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file",
                                "--sector-size", "--verification"]
     static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
-                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size"]
+                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations"]
     static let commandSwitches = ["--dry-run", "--force"]
 
     static func parse(_ args: [String]) throws(CLIError) -> Invocation {

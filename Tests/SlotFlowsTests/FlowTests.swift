@@ -66,7 +66,7 @@ struct Regions {
     struct RefuseA: SlotVerifier {
         var name: String { "test" }
         func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
-            slot.letter == UInt8(ascii: "a") ? .rejected(code: .signatureInvalid, reason: "test refusal") : .accepted
+            slot.letter == UInt8(ascii: "a") ? .rejected(code: .signatureInvalid, reason: "test refusal") : .accepted(nil)
         }
     }
 

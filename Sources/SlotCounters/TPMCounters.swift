@@ -1,0 +1,212 @@
+import SlotCore
+
+/// Rollback counters in TPM 2.0 NV indices of counter type (spec/rollback.md).
+///
+/// Location L is the counter at `counterBase + L`. A fresh TPM counter starts at the
+/// highest value the TPM has seen, not at 0, so provisioning records each counter's
+/// starting value in a base record (an ordinary index, written once and write-locked
+/// for good). A location's value is `counter - base`. Every index is checked with
+/// NV_ReadPublic before it is trusted.
+public final class TPMCounters: RollbackCounters {
+    public static let counterBase: UInt32 = 0x0150_5C00
+    public static let baseRecord: UInt32 = 0x0150_5CFF
+    public static let counterAttributes = TPM2.NVAttribute.typeCounter | TPM2.NVAttribute.authWrite
+        | TPM2.NVAttribute.authRead | TPM2.NVAttribute.ownerRead | TPM2.NVAttribute.noDA
+    public static let baseAttributes = TPM2.NVAttribute.typeOrdinary | TPM2.NVAttribute.authWrite
+        | TPM2.NVAttribute.authRead | TPM2.NVAttribute.ownerRead | TPM2.NVAttribute.noDA | TPM2.NVAttribute.writeDefine
+
+    let transport: TPMTransport
+    public let spec: String
+    public var hardwareBacked: Bool { true }
+    private var bases: [UInt64]?
+
+    init(transport: TPMTransport, spec: String) {
+        self.transport = transport
+        self.spec = spec
+    }
+
+    // MARK: commands
+
+    /// The commands this store sends.
+    enum Request {
+        case readPublic(UInt32)
+        case read(UInt32, size: UInt16)
+        case increment(UInt32)
+        case define(UInt32, attributes: UInt32, size: UInt16)
+        case write(UInt32, [UInt8])
+        case writeLock(UInt32)
+    }
+
+    static func marshal(_ request: Request) throws(TPMError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        var span = buffer.mutableSpan
+        let length: Int
+        switch request {
+        case .readPublic(let index): length = try TPM2.Build.nvReadPublic(&span, index)
+        case .read(let index, let size): length = try TPM2.Build.nvRead(&span, index, size: size, offset: 0)
+        case .increment(let index): length = try TPM2.Build.nvIncrement(&span, index)
+        case .define(let index, let attributes, let size):
+            length = try TPM2.Build.nvDefineSpace(&span, index, attributes: attributes, dataSize: size)
+        case .write(let index, let data): length = try TPM2.Build.nvWrite(&span, index, data: data.span)
+        case .writeLock(let index): length = try TPM2.Build.nvWriteLock(&span, index)
+        }
+        return Array(buffer[0..<length])
+    }
+
+    private func run(_ what: String, _ request: Request) throws(CounterError) -> [UInt8] {
+        let command: [UInt8]
+        do { command = try TPMCounters.marshal(request) } catch { throw CounterError(.internalError, "\(what): \(error.text)") }
+        return try transport.transact(command)
+    }
+
+    private func fail(_ what: String, _ error: TPMError) -> CounterError {
+        if case .responseCode(let code) = error {
+            return CounterError("TPM \(transport.name): \(what): response code 0x\(String(code, radix: 16))")
+        }
+        return CounterError("TPM \(transport.name): \(what): \(error.text)")
+    }
+
+    private func expectOK(_ what: String, _ response: [UInt8]) throws(CounterError) {
+        do { _ = try TPM2.checkResponse(response.span) } catch { throw fail(what, error) }
+    }
+
+    /// The public area of `index`, or nil when the index is not defined.
+    func readPublic(_ index: UInt32) throws(CounterError) -> TPM2.NVPublic? {
+        let what = "NV_ReadPublic 0x\(String(index, radix: 16))"
+        let response = try run(what, .readPublic(index))
+        do { return try TPM2.parseNVPublic(response.span) } catch {
+            // TPM_RC_HANDLE (0x08B) on handle 1: no such index.
+            if case .responseCode(let code) = error, code & 0xFFF == 0x18B { return nil }
+            throw fail(what, error)
+        }
+    }
+
+    func readBytes(_ index: UInt32, size: UInt16) throws(CounterError) -> [UInt8] {
+        let what = "NV_Read 0x\(String(index, radix: 16))"
+        let response = try run(what, .read(index, size: size))
+        var out = [UInt8](repeating: 0, count: Int(size))
+        var span = out.mutableSpan
+        let n: Int
+        do { n = try TPM2.parseNVRead(response.span, into: &span) } catch { throw fail(what, error) }
+        guard n == Int(size) else { throw CounterError("TPM \(transport.name): \(what): \(n) bytes, expected \(size)") }
+        return out
+    }
+
+    func increment(_ index: UInt32) throws(CounterError) {
+        let what = "NV_Increment 0x\(String(index, radix: 16))"
+        try expectOK(what, try run(what, .increment(index)))
+    }
+
+    // MARK: checked access
+
+    /// A counter index is trusted only if it is a counter with exactly slotctl's attributes.
+    func checkCounter(_ location: UInt32) throws(CounterError) -> UInt32 {
+        let index = TPMCounters.counterBase + location
+        let found = try readPublic(index)
+        guard let pub = found else {
+            throw CounterError("TPM \(transport.name): location \(location) not provisioned (no NV index 0x\(String(index, radix: 16)))")
+        }
+        guard pub.type == TPM2.NVAttribute.typeCounter, pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.counterAttributes,
+              pub.attributes & TPM2.NVAttribute.written != 0, pub.dataSize == 8, pub.nameAlg == TPM2.algSHA256,
+              pub.authPolicySize == 0 else {
+            throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a slotctl counter "
+                + "(attributes 0x\(String(pub.attributes, radix: 16)), size \(pub.dataSize)); refusing to trust it")
+        }
+        return index
+    }
+
+    /// The base record: an ordinary index, written and write-locked since definition.
+    func loadBases() throws(CounterError) -> [UInt64] {
+        if let bases { return bases }
+        let index = TPMCounters.baseRecord
+        let found = try readPublic(index)
+        guard let pub = found else {
+            throw CounterError("TPM \(transport.name): counters not provisioned (no base record 0x\(String(index, radix: 16)); run slotctl counters provision)")
+        }
+        let locked = TPM2.NVAttribute.written | TPM2.NVAttribute.writeLocked
+        guard pub.type == TPM2.NVAttribute.typeOrdinary, pub.attributes & ~locked == TPMCounters.baseAttributes,
+              pub.attributes & locked == locked, pub.dataSize % 8 == 0, pub.dataSize >= 8,
+              Int(pub.dataSize) / 8 <= RollbackLimits.maxLocations, pub.authPolicySize == 0 else {
+            throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a locked slotctl base record "
+                + "(attributes 0x\(String(pub.attributes, radix: 16))); refusing to trust it")
+        }
+        let bytes = try readBytes(index, size: pub.dataSize)
+        let values = (0..<Int(pub.dataSize) / 8).map { TPM2.counterValue(Array(bytes[$0 * 8..<$0 * 8 + 8]).span) }
+        bases = values
+        return values
+    }
+
+    func rawValue(_ index: UInt32) throws(CounterError) -> UInt64 {
+        // Bound first: taking the span of a temporary inside `try` trips the 6.3 compiler.
+        let bytes = try readBytes(index, size: 8)
+        return TPM2.counterValue(bytes.span)
+    }
+
+    // MARK: RollbackCounters
+
+    public func provisionedLocations() throws(CounterError) -> Int {
+        let record = try readPublic(TPMCounters.baseRecord)
+        guard record != nil else { return 0 }
+        return try loadBases().count
+    }
+
+    public func read(location: UInt32) throws(CounterError) -> UInt64 {
+        let bases = try loadBases()
+        guard Int(location) < bases.count else {
+            throw CounterError("TPM \(transport.name): location \(location) not provisioned (\(bases.count) locations)")
+        }
+        let raw = try rawValue(try checkCounter(location))
+        guard raw >= bases[Int(location)] else {
+            throw CounterError("TPM \(transport.name): counter at location \(location) is below its recorded base; refusing to trust it")
+        }
+        return raw - bases[Int(location)]
+    }
+
+    public func raise(location: UInt32, to value: UInt64) throws(CounterError) {
+        let current = try read(location: location)
+        guard value > current else { return }
+        guard value - current <= RollbackLimits.maxRaise else {
+            throw CounterError(.raiseTooLarge, "raising location \(location) from \(current) to \(value) takes over \(RollbackLimits.maxRaise) TPM increments")
+        }
+        let index = TPMCounters.counterBase + location
+        for _ in 0..<(value - current) { try increment(index) }
+    }
+
+    public func provision(locations: Int) throws(CounterError) -> String {
+        guard locations >= 1, locations <= RollbackLimits.maxLocations else {
+            throw CounterError(.usage, "counters provision: --locations must be 1...\(RollbackLimits.maxLocations)")
+        }
+        let existing = try readPublic(TPMCounters.baseRecord)
+        if existing != nil {
+            let count = try loadBases().count
+            for location in 0..<count { _ = try checkCounter(UInt32(location)) }
+            return "TPM \(transport.name): already provisioned, \(count) locations (the base record is locked; it cannot grow)"
+        }
+        var bases: [UInt64] = []
+        for location in 0..<UInt32(locations) {
+            let index = TPMCounters.counterBase + location
+            let defined = try readPublic(index)
+            if defined == nil {
+                let what = "NV_DefineSpace 0x\(String(index, radix: 16))"
+                try expectOK(what, try run(what, .define(index, attributes: TPMCounters.counterAttributes, size: 8)))
+            }
+            // A counter reads only once written: the first increment sets its starting value.
+            let now = try readPublic(index)
+            if let pub = now, pub.attributes & TPM2.NVAttribute.written == 0 { try increment(index) }
+            bases.append(try rawValue(try checkCounter(location)))
+        }
+        let record = TPMCounters.baseRecord
+        let size = UInt16(bases.count * 8)
+        var step = "NV_DefineSpace 0x\(String(record, radix: 16))"
+        try expectOK(step, try run(step, .define(record, attributes: TPMCounters.baseAttributes, size: size)))
+        var data: [UInt8] = []
+        for base in bases { for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: base >> UInt64(shift))) } }
+        step = "NV_Write 0x\(String(record, radix: 16))"
+        try expectOK(step, try run(step, .write(record, data)))
+        step = "NV_WriteLock 0x\(String(record, radix: 16))"
+        try expectOK(step, try run(step, .writeLock(record)))
+        self.bases = nil
+        _ = try loadBases()
+        return "TPM \(transport.name): provisioned \(bases.count) counters at 0x\(String(TPMCounters.counterBase, radix: 16))..., bases \(bases.map(String.init).joined(separator: ", ")) recorded in locked index 0x\(String(record, radix: 16))"
+    }
+}
