@@ -191,8 +191,14 @@ public final class TPMCounters: RollbackCounters {
                 try expectOK(what, try run(what, .define(index, attributes: TPMCounters.counterAttributes, size: 8)))
             }
             // A counter reads only once written: the first increment sets its starting value.
+            // Never increment what is not ours: check the kind before the first increment.
             let now = try readPublic(index)
-            if let pub = now, pub.attributes & TPM2.NVAttribute.written == 0 { try increment(index) }
+            guard let pub = now, pub.type == TPM2.NVAttribute.typeCounter,
+                  pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.counterAttributes else {
+                throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a slotctl counter "
+                    + "(attributes 0x\(String(now?.attributes ?? 0, radix: 16))); refusing to provision over it")
+            }
+            if pub.attributes & TPM2.NVAttribute.written == 0 { try increment(index) }
             bases.append(try rawValue(try checkCounter(location)))
         }
         let record = TPMCounters.baseRecord

@@ -82,6 +82,7 @@ enum DER {
     }
 
     func verify(_ image: String, keys dir: String? = nil) throws -> Run {
+        // No counters configured here: these tests are about signatures.
         try Tools.slotctl(["--keys", dir ?? keys.keys, "--config", "/dev/null", "verify", "--image", image])
     }
 

@@ -1,4 +1,5 @@
 import SlotCore
+import SlotCounters
 import SlotFlows
 import SlotStorage
 
@@ -172,5 +173,59 @@ public enum TableFixtures {
     public static func states(_ bytes: [UInt8], sectorSize: Int) -> [SlotState]? {
         guard let table = try? TableStore.load(MemoryStore(bytes: bytes, sectorSize: sectorSize)) else { return nil }
         return (0..<table.slots.count).map { table.slots[$0].state }
+    }
+}
+
+/// Rollback counters in memory that can fail after a number of increments (a power cut
+/// in the middle of a raise), counting every step. Test-only: the real stores are
+/// tested against swtpm and the file system.
+public final class MemoryCounters: RollbackCounters {
+    public var values: [UInt64]
+    public var failAfterIncrements: Int?
+    public private(set) var increments = 0
+    public var spec: String { "memory" }
+    public var hardwareBacked: Bool { false }
+
+    public init(locations: Int) { values = [UInt64](repeating: 0, count: locations) }
+
+    public func provisionedLocations() throws(CounterError) -> Int { values.count }
+
+    public func read(location: UInt32) throws(CounterError) -> UInt64 {
+        guard Int(location) < values.count else { throw CounterError("location \(location) not provisioned") }
+        return values[Int(location)]
+    }
+
+    public func raise(location: UInt32, to value: UInt64) throws(CounterError) {
+        while try read(location: location) < value {
+            if let limit = failAfterIncrements, increments >= limit { throw CounterError("power lost during the raise") }
+            values[Int(location)] += 1
+            increments += 1
+        }
+    }
+
+    public func provision(locations: Int) throws(CounterError) -> String { "memory" }
+}
+
+/// Stands in for signed images in memory: each slot claims a rollback location and
+/// index, and is refused below the counter as SignedSlotVerifier refuses it.
+public final class ClaimVerifier: SlotVerifier {
+    public var claims: [UInt8: RollbackClaim]
+    public let counters: RollbackCounters
+
+    public init(claims: [UInt8: RollbackClaim], counters: RollbackCounters) {
+        self.claims = claims
+        self.counters = counters
+    }
+
+    public var name: String { "claims" }
+
+    public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
+        guard let claim = claims[slot.letter] else { return .rejected(code: .unsigned, reason: "no image") }
+        do {
+            let stored = try counters.read(location: claim.location)
+            return claim.index >= stored ? .accepted(claim) : .rejected(code: .rollback, reason: "below counter \(stored)")
+        } catch {
+            return .fatal(code: error.code, reason: error.message)
+        }
     }
 }

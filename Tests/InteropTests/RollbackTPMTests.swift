@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real software TPM (swtpm) on free loopback ports, stopped by its pid.
+final class SoftwareTPM {
+    let dir: URL
+    let port: UInt16
+    let process = Process()
+    var spec: String { "tpm:tcp:127.0.0.1:\(port)" }
+    var tcti: String { "swtpm:host=127.0.0.1,port=\(port)" }
+
+    static func portIsFree(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
+    init() throws {
+        dir = try Tools.scratch()
+        var chosen: UInt16 = 0
+        for _ in 0..<100 {
+            let candidate = UInt16.random(in: 20_000...60_000)
+            if Self.portIsFree(candidate) && Self.portIsFree(candidate + 1) { chosen = candidate; break }
+        }
+        port = chosen
+        try FileManager.default.createDirectory(atPath: dir.appendingPathComponent("state").path, withIntermediateDirectories: true)
+        // A child of the test, not a daemon: a daemon would inherit Process's pipes.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/swtpm")
+        process.arguments = ["socket", "--tpm2",
+                             "--server", "type=tcp,port=\(port),bindaddr=127.0.0.1",
+                             "--ctrl", "type=tcp,port=\(port + 1),bindaddr=127.0.0.1",
+                             "--tpmstate", "dir=\(dir.appendingPathComponent("state").path)",
+                             "--flags", "not-need-init,startup-clear"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Ready once the server port accepts connections.
+        for _ in 0..<200 where Self.portIsFree(port) { usleep(10_000) }
+        #expect(!Self.portIsFree(port), "swtpm listens on \(port)")
+    }
+
+    /// Stops the TPM by its pid and waits for it.
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL) // swtpm in socket mode does not stop on SIGTERM
+        process.waitUntilExit()
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// The raw 8-byte value tpm2_nvread reads from an index.
+    func nvread(_ index: UInt32, size: Int = 8) throws -> [UInt64] {
+        let handle = "0x" + String(index, radix: 16)
+        let out = dir.appendingPathComponent("nvread.bin").path
+        let run = try Tools.run("env", ["TPM2TOOLS_TCTI=\(tcti)", "tpm2_nvread", handle, "-C", handle, "-s", "\(size)", "-o", out])
+        #expect(run.status == 0, "tpm2_nvread \(handle): \(run.stderr)")
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+        return stride(from: 0, to: bytes.count, by: 8).map { i in bytes[i..<i + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+    }
+}
+
+@Suite(.serialized) struct RollbackTPMTests {
+    let keys = KeySet.shared
+    static let counterBase: UInt32 = 0x0150_5C00
+    static let baseRecord: UInt32 = 0x0150_5CFF
+
+    struct Device {
+        let dir: URL
+        let counters: String
+        let keys: String
+        var disk: String { dir.appendingPathComponent("disk.img").path }
+
+        func slotctl(_ args: [String]) throws -> Run {
+            try Tools.slotctl(["--disk", disk, "--keys", keys, "--counters", counters, "--config", "/dev/null",
+                               "--booted-file", dir.appendingPathComponent("booted").path] + args)
+        }
+
+        /// Signs a payload at `index` for a 4 MiB slot and copies it into the slot.
+        func install(_ slot: String, index: Int, key: String) throws {
+            let payload = dir.appendingPathComponent("payload-\(index)").path
+            try Data("root file system at index \(index)\n".utf8).write(to: URL(fileURLWithPath: payload))
+            let image = dir.appendingPathComponent("image-\(index)").path
+            let sign = try Tools.slotctl(["sign", "--key", key, "--rollback-index", "\(index)", "--partition-size", "4M", payload, "-o", image])
+            #expect(sign.status == 0, "\(sign.stderr)")
+            let lba = slot == "a" ? 2048 : 10240
+            try Tools.must("dd", ["if=\(image)", "of=\(disk)", "bs=512", "seek=\(lba)", "conv=notrunc", "status=none"])
+            #expect(try slotctl(["set-active", slot]).status == 0)
+        }
+    }
+
+    func device(counters: String) throws -> Device {
+        let device = Device(dir: try Tools.scratch(), counters: counters, keys: keys.keys)
+        #expect(try device.slotctl(["format", "--size", "12M", "--slot-size", "4M"]).status == 0)
+        return device
+    }
+
+    @Test func countersFollowTheUpdateStoryAndMatchTpm2Nvread() throws {
+        let tpm = try SoftwareTPM()
+        let device = try device(counters: tpm.spec)
+        defer { try? FileManager.default.removeItem(at: device.dir) }
+        var run = try device.slotctl(["counters"])
+        #expect(run.status == 0 && run.stdout.contains("not provisioned"))
+        run = try device.slotctl(["counters", "provision", "--locations", "8"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let bases = try tpm.nvread(Self.baseRecord, size: 64)
+        #expect(bases.count == 8)
+        for location in 0..<8 { #expect(try tpm.nvread(Self.counterBase + UInt32(location)) == [bases[location]]) }
+        #expect(try device.slotctl(["counters", "provision"]).stdout.contains("already provisioned"))
+
+        let key = keys.privatePath("ed25519")
+        try device.install("a", index: 1, key: key)
+        #expect(try device.slotctl(["boot"]).stdout == "a\n")
+        run = try device.slotctl(["--json", "mark-successful"])
+        let counter = (try Tools.json(run.stdout)["result"] as! [String: Any])["counter"] as! [String: Any]
+        #expect(run.status == 0 && counter["from"] as? Int == 0 && counter["to"] as? Int == 1, "\(run.stdout) \(run.stderr)")
+        #expect(try tpm.nvread(Self.counterBase) == [bases[0] + 1])
+
+        try device.install("b", index: 3, key: key)
+        #expect(try device.slotctl(["boot"]).stdout == "b\n")
+        #expect(try tpm.nvread(Self.counterBase) == [bases[0] + 1], "boot never raises")
+        #expect(try device.slotctl(["mark-successful"]).stdout.contains("raised from 1 to 3"))
+        #expect(try tpm.nvread(Self.counterBase) == [bases[0] + 3])
+        let shown = try Tools.json(try device.slotctl(["--json", "counters"]).stdout)
+        let locations = ((shown["result"] as! [String: Any])["counters"] as! [String: Any])["locations"] as! [[String: Any]]
+        #expect(locations[0]["value"] as? Int == 3 && locations[1]["value"] as? Int == 0)
+
+        // a holds index 1 < 3: a downgrade. With b gone, nothing may boot.
+        #expect(try device.slotctl(["mark-failed", "b"]).status == 40)
+        run = try device.slotctl(["boot"])
+        #expect(run.status == 50 && run.stderr.contains("slot a refused: rollback index 1 is below the counter 3"), "\(run.stderr)")
+        #expect(try Tools.cgptState(device.disk, 1) == [0, 0, 0])
+        run = try device.slotctl(["verify", "a"])
+        #expect(run.status == 22)
+        // Counters never go down: a re-signed v1 cannot lower them.
+        #expect(try tpm.nvread(Self.counterBase) == [bases[0] + 3])
+    }
+
+    @Test func anIndexThatIsNotACounterIsRefused() throws {
+        let tpm = try SoftwareTPM()
+        let handle = "0x" + String(Self.counterBase, radix: 16)
+        let define = try Tools.run("env", ["TPM2TOOLS_TCTI=\(tpm.tcti)", "tpm2_nvdefine", handle, "-C", "o", "-s", "8",
+                                           "-a", "ownerread|ownerwrite|authread|authwrite"])
+        #expect(define.status == 0, "\(define.stderr)")
+        let device = try device(counters: tpm.spec)
+        defer { try? FileManager.default.removeItem(at: device.dir) }
+        let run = try device.slotctl(["counters", "provision"])
+        #expect(run.status == 28 && run.stderr.contains("is not a slotctl counter"), "\(run.stderr)")
+    }
+
+    @Test func aStoppedTPMFailsClosed() throws {
+        let tpm = try SoftwareTPM()
+        let device = try device(counters: tpm.spec)
+        defer { try? FileManager.default.removeItem(at: device.dir) }
+        #expect(try device.slotctl(["counters", "provision"]).status == 0)
+        try device.install("a", index: 2, key: keys.privatePath("p256"))
+        #expect(try device.slotctl(["boot"]).stdout == "a\n")
+        tpm.stop()
+        let before = try Data(contentsOf: URL(fileURLWithPath: device.disk))
+        var run = try device.slotctl(["boot"])
+        #expect(run.status == 28 && run.stderr.contains("no slot was judged or changed"), "\(run.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: device.disk)) == before)
+        run = try device.slotctl(["mark-successful"])
+        #expect(run.status == 28, "\(run.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: device.disk)) == before, "nothing confirmed without the counter check")
+        run = try device.slotctl(["--counters", "file:/nonexistent/dir/c", "boot"])
+        #expect(run.status == 28, "never a silent fall-back to another store")
+    }
+
+    @Test func fileStoreIsPlainAboutWhatItIs() throws {
+        let device = try device(counters: "file:" + FileManager.default.temporaryDirectory
+            .appendingPathComponent("slotctl-counters-\(UUID().uuidString)").path)
+        defer { try? FileManager.default.removeItem(at: device.dir) }
+        let path = String(device.counters.dropFirst(5))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try device.slotctl(["counters", "provision", "--locations", "2"]).status == 0)
+        try device.install("a", index: 4, key: keys.privatePath("ed25519"))
+        #expect(try device.slotctl(["boot"]).status == 0)
+        #expect(try device.slotctl(["mark-successful"]).status == 0)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "slotctl-counters 1\n0 4\n1 0\n")
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        let status = try device.slotctl(["status"])
+        #expect(status.stdout.contains("NOT hardware-backed"))
+        #expect(try device.slotctl(["counters"]).stdout.contains("location 0: 4"))
+    }
+}

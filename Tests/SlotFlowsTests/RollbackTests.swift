@@ -1,0 +1,125 @@
+import Testing
+import SlotCore
+import SlotCounters
+import SlotFlows
+import SlotStorage
+import SlotTestSupport
+
+let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
+
+@Suite struct RollbackFlowTests {
+    @Test func markSuccessfulRaisesAfterTheTableAndIsIdempotent() throws {
+        let store = TableFixtures.disk(states: [S(14, 0, true), S(15, 3, false)])
+        let counters = MemoryCounters(locations: 4)
+        counters.values[1] = 2
+        let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 1, index: 2), b: RollbackClaim(location: 1, index: 5)],
+                                     counters: counters)
+        let boot = try SlotFlows.boot(store, verifier: verifier, dryRun: false)
+        #expect(boot.chosen == 1)
+        let report = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters)
+        #expect(report.raised?.from == 2 && report.raised?.to == 5 && counters.values[1] == 5 && counters.increments == 3)
+        // Again: nothing more to raise, nothing written.
+        let again = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters)
+        #expect(!again.wrote && again.raised?.to == 5 && counters.increments == 3)
+        // a (index 2) is now a downgrade: boot refuses it if b goes away.
+        _ = try SlotFlows.markFailed(store, slot: b)
+        #expect { try SlotFlows.boot(store, verifier: verifier, dryRun: false) } throws: {
+            ($0 as? FlowError)?.code == .noBootableSlot && ($0 as? FlowError)?.message.contains("below counter 5") == true
+        }
+        #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(0, 0, false), S(0, 0, false)])
+    }
+
+    @Test func unreadableCountersStopBootWithoutJudging() throws {
+        let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
+        let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 9, index: 1)], counters: MemoryCounters(locations: 2))
+        let before = store.bytes
+        #expect { try SlotFlows.boot(store, verifier: verifier, dryRun: false) } throws: {
+            ($0 as? FlowError)?.code == .countersUnavailable
+        }
+        #expect(store.bytes == before)
+    }
+
+    @Test func aRefusedImageIsNotConfirmedAndNothingChanges() throws {
+        let store = TableFixtures.disk(states: [S(15, 2, false), S(14, 0, true)])
+        let counters = MemoryCounters(locations: 1)
+        counters.values[0] = 9
+        let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 0, index: 3)], counters: counters)
+        let before = store.bytes
+        #expect { try SlotFlows.markSuccessful(store, slot: a, verifier: verifier, counters: counters) } throws: {
+            ($0 as? FlowError)?.code == .rollback
+        }
+        #expect(store.bytes == before && counters.values[0] == 9)
+    }
+
+    /// Power cut at every write of mark-successful, table and counter together: the 4
+    /// table writes, then each increment of the raise. After each cut the device boots a
+    /// good slot, no counter is below what was already confirmed, and running
+    /// mark-successful again completes the raise.
+    @Test func powerCutAtEveryWriteOfMarkSuccessful() throws {
+        let start = TableFixtures.disk(states: [S(14, 0, true), S(15, 1, false)], small: true)
+        let claims = [a: RollbackClaim(location: 0, index: 3), b: RollbackClaim(location: 0, index: 7)]
+        let steps = 4 + 4 // four table writes, then 3 -> 7 in four increments
+        for cut in 0..<steps {
+            for cache in [PowerCutStore.Cache.keep, .lose, .randomSubset(seed: UInt64(cut))] {
+                let counters = MemoryCounters(locations: 1)
+                counters.values[0] = 3 // a was confirmed at index 3
+                let verifier = ClaimVerifier(claims: claims, counters: counters)
+                let disk = PowerCutStore(bytes: start.bytes, sectorSize: 512, cutAt: cut < 4 ? cut : 99, tornBytes: 100, cache: cache)
+                // The power is gone for the TPM too: a cut in the table allows no increment.
+                counters.failAfterIncrements = cut < 4 ? 0 : cut - 4
+                #expect(throws: FlowError.self) { try SlotFlows.markSuccessful(disk, slot: b, verifier: verifier, counters: counters) }
+                #expect(counters.values[0] >= 3, "cut \(cut): a confirmed counter went down")
+                let after = MemoryStore(bytes: disk.surviving, sectorSize: 512)
+                let boot = try SlotFlows.boot(after, verifier: verifier, dryRun: false)
+                #expect(boot.slots[boot.chosen].state.isBootable || boot.consumedTry, "cut \(cut)")
+                counters.failAfterIncrements = nil
+                if boot.chosen == 1 {
+                    _ = try SlotFlows.markSuccessful(after, slot: b, verifier: verifier, counters: counters)
+                    #expect(counters.values[0] == 7, "cut \(cut): the raise completes on the next mark-successful")
+                }
+            }
+        }
+    }
+
+    /// Random sequences of install-by-copy, boot, mark-successful and mark-failed: no
+    /// counter ever decreases, and no slot boots with an index below its counter.
+    @Test func randomUpdateSequences() throws {
+        for seed in UInt64(1)...300 {
+            var random = SeededRandom(seed: seed)
+            let store = TableFixtures.disk(states: [S(15, 0, true), S(0, 0, false)], small: true)
+            let counters = MemoryCounters(locations: 2)
+            let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 0, index: 0)], counters: counters)
+            var booted: UInt8? = nil
+            var highest: [UInt64] = [0, 0]
+            for _ in 0..<40 {
+                switch Int.random(in: 0..<4, using: &random) {
+                case 0: // install by copy: a new image (newer or older) into the slot not booted
+                    let target = booted == a ? b : a
+                    let location = UInt32.random(in: 0...1, using: &random)
+                    let index = UInt64(max(0, Int(counters.values[Int(location)]) + Int.random(in: -2...3, using: &random)))
+                    verifier.claims[target] = RollbackClaim(location: location, index: index)
+                    _ = try SlotFlows.setActive(store, slot: target, tries: UInt8.random(in: 1...3, using: &random))
+                case 1:
+                    do {
+                        let boot = try SlotFlows.boot(store, verifier: verifier, dryRun: false)
+                        let letter = boot.slots[boot.chosen].letter
+                        let claim = try #require(verifier.claims[letter])
+                        #expect(claim.index >= counters.values[Int(claim.location)], "seed \(seed): booted below the counter")
+                        booted = letter
+                    } catch let error as FlowError {
+                        #expect(error.code == .noBootableSlot, "seed \(seed): \(error.message)")
+                        booted = nil
+                    }
+                case 2:
+                    if let slot = booted { _ = try? SlotFlows.markSuccessful(store, slot: slot, verifier: verifier, counters: counters) }
+                default:
+                    if let slot = booted { _ = try SlotFlows.markFailed(store, slot: slot); booted = nil }
+                }
+                for location in 0..<2 {
+                    #expect(counters.values[location] >= highest[location], "seed \(seed): counter decreased")
+                    highest[location] = counters.values[location]
+                }
+            }
+        }
+    }
+}
