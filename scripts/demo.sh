@@ -6,11 +6,25 @@ cd "$(dirname "$0")/.."
 SLOTCTL=${SLOTCTL:-.build/debug/slotctl}
 DEMO=${DEMO_DIR:-demo}
 rm -rf "$DEMO" && mkdir -p "$DEMO/run"
+DEMO=$(cd "$DEMO" && pwd)
 DISK="$DEMO/disk.img"
+# Rollback counters: a file by default; a real software TPM with DEMO_TPM=1.
+COUNTERS="file:$DEMO/counters"
+if [ "${DEMO_TPM:-0}" = 1 ]; then
+  PORT=${DEMO_TPM_PORT:-23210}
+  mkdir -p "$DEMO/tpm"
+  swtpm socket --tpm2 --server type=tcp,port=$PORT,bindaddr=127.0.0.1 --ctrl type=tcp,port=$((PORT + 1)),bindaddr=127.0.0.1 \
+    --tpmstate dir="$DEMO/tpm" --flags not-need-init,startup-clear &
+  SWTPM_PID=$!
+  trap 'kill -9 $SWTPM_PID 2>/dev/null' EXIT
+  sleep 0.5
+  COUNTERS="tpm:tcp:127.0.0.1:$PORT"
+fi
 mkdir -p "$DEMO/keys"
 cat > "$DEMO/slotctl.conf" <<CONF
 disk = $DISK
 keys = $DEMO/keys
+counters = $COUNTERS
 booted_file = $DEMO/run/booted
 cmdline_file = $DEMO/cmdline
 CONF
@@ -34,6 +48,9 @@ openssl genpkey -algorithm ed25519 -out "$DEMO/release.pem"
 openssl pkey -in "$DEMO/release.pem" -pubout -out "$DEMO/keys/release.pem"
 ls "$DEMO/keys"
 
+step "0b. Rollback counters ($COUNTERS): provision 4 locations"
+run counters provision --locations 4
+
 step "1. Make a 64 MiB disk image with two 16 MiB slots (GPT, slotctl's slot type)"
 run format --size 64M --slot-size 16M
 sgdisk -v "$DISK" | grep -m1 -i "problem"
@@ -47,7 +64,7 @@ run set-active a
 run boot
 show
 
-step "4. The health checks pass: mark-successful (defaults to the booted slot)"
+step "4. The health checks pass: mark-successful (defaults to the booted slot) raises the rollback counter to v1's index"
 run mark-successful
 show
 cgpt_line
@@ -87,14 +104,22 @@ run mark-successful
 show
 cgpt_line
 
-step "10. A damaged primary GPT is read from the backup and repaired at the next write"
+step "10. An old image comes back: v2 (rollback index 2) into a, below the counter (4): refused as a downgrade"
+put v2 2048
+run set-active a --tries 3
+run boot
+run verify a
+show
+run counters
+
+step "11. A damaged primary GPT is read from the backup and repaired at the next write"
 dd if=/dev/zero of="$DISK" bs=512 seek=1 count=1 conv=notrunc status=none
 slotctl status | sed -n '2,4p'
 run boot
 slotctl status | sed -n '2,4p'
 sgdisk -v "$DISK" | grep -m1 -i "problem"
 
-step "11. The table and each slot's image as status shows them"
+step "12. The table, each slot's image and the counters as status shows them"
 slotctl status
 
-step "Done. Rollback counters and install come next (see README)."
+step "Done. slotctl install (verified streaming into the inactive slot) comes next (see README)."
