@@ -39,6 +39,7 @@ public enum TPM2 {
         case nvWrite = 0x0000_0137
         case nvWriteLock = 0x0000_0138
         case startup = 0x0000_0144
+        case getCapability = 0x0000_017A
         case nvRead = 0x0000_014E
         case nvReadPublic = 0x0000_0169
     }
@@ -122,6 +123,16 @@ public enum TPM2 {
             var w = Writer()
             try w.header(&b, tagNoSessions, .startup)
             try w.u16(&b, 0) // TPM_SU_CLEAR
+            return w.finish(&b)
+        }
+
+        /// GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_PERMANENT, 1).
+        public static func getPermanentProperties(_ b: inout MutableSpan<UInt8>) throws(TPMError) -> Int {
+            var w = Writer()
+            try w.header(&b, tagNoSessions, .getCapability)
+            try w.u32(&b, 6)          // TPM_CAP_TPM_PROPERTIES
+            try w.u32(&b, 0x200)      // TPM_PT_PERMANENT
+            try w.u32(&b, 1)
             return w.finish(&b)
         }
 
@@ -251,6 +262,16 @@ public enum TPM2 {
         let dataSize = try r.u16(response)
         guard r.offset - start == size else { throw .malformed }
         return NVPublic(index: index, nameAlg: nameAlg, attributes: attributes, authPolicySize: policySize, dataSize: dataSize)
+    }
+
+    /// TPM_PT_PERMANENT from a GetCapability response (bit 0: ownerAuthSet).
+    public static func parsePermanent(_ response: Span<UInt8>) throws(TPMError) -> UInt32 {
+        var r = Reader(offset: try checkResponse(response))
+        _ = try r.u8(response)                       // moreData
+        guard try r.u32(response) == 6 else { throw .malformed }
+        guard try r.u32(response) >= 1 else { throw .malformed }
+        guard try r.u32(response) == 0x200 else { throw .malformed }
+        return try r.u32(response)
     }
 
     /// The data of an NV_Read response, copied into `out`; returns its length.

@@ -12,6 +12,7 @@ public final class FileCounters: RollbackCounters {
     public let path: String
     public let spec: String
     public var hardwareBacked: Bool { false }
+    public func caveats() -> [String] { ["anyone who can write \(path) can roll the counters back"] }
 
     init(path: String, spec: String) {
         self.path = path

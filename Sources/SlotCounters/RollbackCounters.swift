@@ -23,8 +23,11 @@ public struct CounterError: Error, CustomStringConvertible {
 public protocol RollbackCounters: AnyObject {
     /// `tpm:/dev/tpmrm0`, `tpm:tcp:HOST:PORT`, `file:PATH`.
     var spec: String { get }
-    /// False for the file store: status says so plainly.
+    /// False for the file store and a TPM over TCP: status says so plainly.
     var hardwareBacked: Bool { get }
+    /// Anything that weakens the store's guarantees (an owner authorization left
+    /// empty), for status; empty when nothing is known to be wrong.
+    func caveats() -> [String]
     /// How many locations are provisioned (0 when not provisioned).
     func provisionedLocations() throws(CounterError) -> Int
     /// The value at `location`. Not provisioned, unreadable or untrustworthy: an error.

@@ -17,7 +17,9 @@ public final class TPMCounters: RollbackCounters {
 
     let transport: TPMTransport
     public let spec: String
-    public var hardwareBacked: Bool { true }
+    /// Only a TPM reached through the kernel is a hardware root of trust; over TCP it is a
+    /// simulator (or something anyone on the path could impersonate).
+    public var hardwareBacked: Bool { transport is TPMDeviceTransport }
     private var bases: [UInt64]?
 
     init(transport: TPMTransport, spec: String) {
@@ -29,6 +31,7 @@ public final class TPMCounters: RollbackCounters {
 
     /// The commands this store sends.
     enum Request {
+        case permanent
         case readPublic(UInt32)
         case read(UInt32, size: UInt16)
         case increment(UInt32)
@@ -42,6 +45,7 @@ public final class TPMCounters: RollbackCounters {
         var span = buffer.mutableSpan
         let length: Int
         switch request {
+        case .permanent: length = try TPM2.Build.getPermanentProperties(&span)
         case .readPublic(let index): length = try TPM2.Build.nvReadPublic(&span, index)
         case .read(let index, let size): length = try TPM2.Build.nvRead(&span, index, size: size, offset: 0)
         case .increment(let index): length = try TPM2.Build.nvIncrement(&span, index)
@@ -144,9 +148,29 @@ public final class TPMCounters: RollbackCounters {
 
     // MARK: RollbackCounters
 
+    public func caveats() -> [String] {
+        var notes: [String] = []
+        if !hardwareBacked { notes.append("a TPM over TCP is a simulator or a remote device, not this device's hardware") }
+        if let response = try? run("GetCapability", .permanent) {
+            if let permanent = try? TPM2.parsePermanent(response.span), permanent & 1 == 0 {
+                notes.append("the TPM owner authorization is empty: anyone with root can undefine and re-provision the "
+                    + "counters (set an owner password after provisioning; spec/rollback.md)")
+            }
+        }
+        return notes
+    }
+
     public func provisionedLocations() throws(CounterError) -> Int {
         let record = try readPublic(TPMCounters.baseRecord)
-        guard record != nil else { return 0 }
+        guard record != nil else {
+            // No record: never provisioned, unless a written counter says it was removed.
+            let first = try readPublic(TPMCounters.counterBase)
+            if let pub = first, pub.attributes & TPM2.NVAttribute.written != 0 {
+                throw CounterError("TPM \(transport.name): counter 0x\(String(TPMCounters.counterBase, radix: 16)) exists without "
+                    + "its base record: the record was removed; refusing to trust the counters (spec/rollback.md)")
+            }
+            return 0
+        }
         return try loadBases().count
     }
 
@@ -176,14 +200,40 @@ public final class TPMCounters: RollbackCounters {
         guard locations >= 1, locations <= RollbackLimits.maxLocations else {
             throw CounterError(.usage, "counters provision: --locations must be 1...\(RollbackLimits.maxLocations)")
         }
-        let existing = try readPublic(TPMCounters.baseRecord)
-        if existing != nil {
-            let count = try loadBases().count
-            for location in 0..<count { _ = try checkCounter(UInt32(location)) }
-            return "TPM \(transport.name): already provisioned, \(count) locations (the base record is locked; it cannot grow)"
+        let record = TPMCounters.baseRecord
+        let existing = try readPublic(record)
+        var count = locations
+        if let pub = existing {
+            let locked = TPM2.NVAttribute.written | TPM2.NVAttribute.writeLocked
+            if pub.attributes & locked == locked {
+                let provisioned = try loadBases().count
+                for location in 0..<provisioned { _ = try checkCounter(UInt32(location)) }
+                return "TPM \(transport.name): already provisioned, \(provisioned) locations (the base record is locked; it cannot grow)"
+            }
+            // Defined first and never written: a provisioning that was cut short. Nothing
+            // was ever trusted from it, so finish it with the size it was defined with.
+            guard pub.type == TPM2.NVAttribute.typeOrdinary, pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.baseAttributes,
+                  pub.attributes & TPM2.NVAttribute.written == 0, pub.dataSize % 8 == 0, pub.dataSize >= 8,
+                  Int(pub.dataSize) / 8 <= RollbackLimits.maxLocations else {
+                throw CounterError("TPM \(transport.name): NV index 0x\(String(record, radix: 16)) is not a slotctl base record "
+                    + "(attributes 0x\(String(pub.attributes, radix: 16))); refusing to provision over it")
+            }
+            count = Int(pub.dataSize) / 8
+        } else {
+            // Counters that were written without a base record were not made by an
+            // interrupted provisioning (the record is defined first): tampering.
+            for location in 0..<UInt32(count) {
+                let found = try readPublic(TPMCounters.counterBase + location)
+                if let pub = found, pub.attributes & TPM2.NVAttribute.written != 0 {
+                    throw CounterError("TPM \(transport.name): counter 0x\(String(TPMCounters.counterBase + location, radix: 16)) "
+                        + "exists without its base record: the record was removed; refusing to re-provision (spec/rollback.md)")
+                }
+            }
+            let step = "NV_DefineSpace 0x\(String(record, radix: 16))"
+            try expectOK(step, try run(step, .define(record, attributes: TPMCounters.baseAttributes, size: UInt16(count * 8))))
         }
         var bases: [UInt64] = []
-        for location in 0..<UInt32(locations) {
+        for location in 0..<UInt32(count) {
             let index = TPMCounters.counterBase + location
             let defined = try readPublic(index)
             if defined == nil {
@@ -201,13 +251,9 @@ public final class TPMCounters: RollbackCounters {
             if pub.attributes & TPM2.NVAttribute.written == 0 { try increment(index) }
             bases.append(try rawValue(try checkCounter(location)))
         }
-        let record = TPMCounters.baseRecord
-        let size = UInt16(bases.count * 8)
-        var step = "NV_DefineSpace 0x\(String(record, radix: 16))"
-        try expectOK(step, try run(step, .define(record, attributes: TPMCounters.baseAttributes, size: size)))
         var data: [UInt8] = []
         for base in bases { for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: base >> UInt64(shift))) } }
-        step = "NV_Write 0x\(String(record, radix: 16))"
+        var step = "NV_Write 0x\(String(record, radix: 16))"
         try expectOK(step, try run(step, .write(record, data)))
         step = "NV_WriteLock 0x\(String(record, radix: 16))"
         try expectOK(step, try run(step, .writeLock(record)))

@@ -175,6 +175,19 @@ public struct SignedSlotVerifier: SlotVerifier {
         }
         let claim = RollbackClaim(location: descriptor.rollbackLocation, index: descriptor.rollbackIndex)
         guard let counters else { return .accepted(claim) }
+        // A store that cannot answer at all stops the boot; a location this device never
+        // provisioned is this image's problem only.
+        let provisioned: Int
+        do { provisioned = try counters.provisionedLocations() } catch {
+            return .fatal(code: error.code, reason: "rollback counters: \(error.message)")
+        }
+        guard provisioned > 0 else {
+            return .fatal(code: .countersUnavailable, reason: "rollback counters \(counters.spec) are not provisioned (run slotctl counters provision)")
+        }
+        guard Int(descriptor.rollbackLocation) < provisioned else {
+            return .rejected(code: .countersUnavailable,
+                             reason: "rollback location \(descriptor.rollbackLocation) is not provisioned on this device (\(provisioned) locations)")
+        }
         switch RollbackCheck.check(descriptor, counters) {
         case .current: return .accepted(claim)
         case .below(let stored): return .rejected(code: .rollback, reason: RollbackCheck.reason(descriptor, stored: stored))

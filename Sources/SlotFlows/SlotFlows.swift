@@ -19,6 +19,9 @@ public struct BootReport {
     public let consumedTry: Bool
     /// Candidates refused by the verifier before `chosen`, with why.
     public let rejected: [(letter: UInt8, code: StatusCode, reason: String)]
+    /// What the chosen slot's verified image claims; recorded with the booted slot so
+    /// that mark-successful raises exactly what booted.
+    public let claim: RollbackClaim?
     public let wrote: Bool
     /// Things that went wrong without changing the outcome (a repair that could not be written).
     public let warnings: [String]
@@ -61,13 +64,13 @@ public enum SlotFlows {
             switch verifier.verify(slot: slots[index], in: table, store: store) {
             case .fatal(let code, let reason):
                 throw FlowError(code, "boot: \(reason); no slot was judged or changed")
-            case .accepted:
+            case .accepted(let claim):
                 // Only a spent try must reach the disk before the boot goes on; repairs,
                 // normalization and refusals are written when they can be.
                 let consumed = Policy.consumeTry(&slots, index)
                 let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: dryRun, required: consumed)
                 return BootReport(table: table, slots: slots, chosen: index, consumedTry: consumed,
-                                  rejected: rejected, wrote: wrote, warnings: warnings)
+                                  rejected: rejected, claim: claim, wrote: wrote, warnings: warnings)
             case .rejected(let code, let reason):
                 Policy.markUnbootable(&slots, index)
                 excluded |= 1 << UInt32(index)
@@ -89,18 +92,41 @@ public enum SlotFlows {
     /// Order (spec/rollback.md): the table first, then the counter. A cut between them
     /// leaves a confirmed slot and a counter not yet raised, which the next
     /// mark-successful (idempotent: it raises even for a slot already confirmed) fixes.
+    /// With counters, only the slot that booted can be confirmed (`booted`, from the
+    /// booted record), its image must be the one that booted (same rollback claim), and
+    /// the raise must be within `RollbackLimits.maxRaise`; all checked before any write.
     public static func markSuccessful(_ store: BlockStore, slot letter: UInt8, verifier: SlotVerifier = TableOnlyVerifier(),
-                                      counters: RollbackCounters? = nil) throws(FlowError) -> ChangeReport {
+                                      counters: RollbackCounters? = nil,
+                                      booted: (letter: UInt8, claim: RollbackClaim?)? = nil) throws(FlowError) -> ChangeReport {
         var claim: RollbackClaim? = nil
+        let name = letterText(letter)
         var report = try change(store, letter) { (slots, index, table) throws(FlowError) in
             do { try Policy.markSuccessful(&slots, index) } catch {
                 throw FlowError(.slotNotBootable,
-                                "mark-successful: slot \(letterText(letter)) has priority 0 (failed, retired or never activated); it cannot be confirmed")
+                                "mark-successful: slot \(name) has priority 0 (failed, retired or never activated); it cannot be confirmed")
             }
             switch verifier.verify(slot: table.slots[index], in: table, store: store) {
             case .accepted(let proven): claim = proven
             case .rejected(let code, let reason), .fatal(let code, let reason):
-                throw FlowError(code, "mark-successful: slot \(letterText(letter)): \(reason); nothing was changed")
+                throw FlowError(code, "mark-successful: slot \(name): \(reason); nothing was changed")
+            }
+            guard let counters, let claim else { return }
+            guard let booted, booted.letter == letter else {
+                let which = booted.map { "the booted slot is \(letterText($0.letter))" } ?? "no booted slot is recorded"
+                throw FlowError(.usage, "mark-successful: slot \(name) did not boot (\(which)); counters are raised only "
+                    + "for the slot that booted; nothing was changed")
+            }
+            if let bootedClaim = booted.claim, bootedClaim != claim {
+                throw FlowError(.digestMismatch, "mark-successful: the image in slot \(name) is not the one that booted "
+                    + "(rollback \(bootedClaim.index)@\(bootedClaim.location) then, \(claim.index)@\(claim.location) now); nothing was changed")
+            }
+            let current: UInt64
+            do throws(CounterError) { current = try counters.read(location: claim.location) } catch {
+                throw FlowError(error.code, "mark-successful: rollback counters: \(error.message); nothing was changed")
+            }
+            if claim.index > current && claim.index - current > RollbackLimits.maxRaise {
+                throw FlowError(.raiseTooLarge, "mark-successful: raising location \(claim.location) from \(current) to "
+                    + "\(claim.index) is over \(RollbackLimits.maxRaise) steps; nothing was changed")
             }
         }
         guard let counters, let claim else { return report }

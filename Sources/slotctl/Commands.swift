@@ -90,13 +90,27 @@ struct Commands {
 
     /// The slot `mark-*` act on by default: the booted-slot record, else `slotctl.slot=`
     /// on the kernel command line.
-    private func bootedSlot() throws(CLIError) -> UInt8 {
+    private func bootedSlot() throws(CLIError) -> UInt8 { try bootedRecord().letter }
+
+    /// The booted record (cli.md): the slot letter, and the rollback claim of the image
+    /// that booted (`rollback LOCATION INDEX`) when it was verified.
+    private func bootedRecord() throws(CLIError) -> (letter: UInt8, claim: RollbackClaim?) {
         if let recorded = try SystemFiles.readText(settings.bootedFile) {
-            return try slotArgument(Config.trim(recorded.split(separator: "\n").first.map(String.init) ?? ""))
+            let lines = recorded.split(separator: "\n").map(String.init)
+            let letter = try slotArgument(Config.trim(lines.first ?? ""))
+            var claim: RollbackClaim? = nil
+            if lines.count > 1 {
+                let fields = lines[1].split(separator: " ")
+                guard fields.count == 3, fields[0] == "rollback", let location = UInt32(fields[1]), let index = UInt64(fields[2]) else {
+                    throw CLIError(.usage, "\(settings.bootedFile): second line is not 'rollback LOCATION INDEX'")
+                }
+                claim = RollbackClaim(location: location, index: index)
+            }
+            return (letter, claim)
         }
         if let cmdline = try SystemFiles.readText(settings.cmdlineFile) {
             for word in cmdline.split(whereSeparator: { $0 == " " || $0 == "\n" }) where word.hasPrefix("slotctl.slot=") {
-                return try slotArgument(String(word.dropFirst("slotctl.slot=".count)))
+                return (try slotArgument(String(word.dropFirst("slotctl.slot=".count))), nil)
             }
         }
         throw CLIError(.usage, "no booted slot recorded in \(settings.bootedFile) nor slotctl.slot= in \(settings.cmdlineFile); name the slot")
@@ -206,7 +220,7 @@ struct Commands {
         } else {
             text += "verification: NONE (verification = none: slots are booted without signature checks)\n"
         }
-        let (countersJSON, countersText) = countersSummary(counters)
+        let (countersJSON, countersText, _) = countersSummary(counters)
         json.set("counters", countersJSON)
         text += countersText
         return (.ok, text, json)
@@ -225,7 +239,8 @@ struct Commands {
         }
         if !dryRun {
             // The decision is on disk already; a missing record only costs mark-* its default.
-            do { try SystemFiles.writeAtomically(settings.bootedFile, name + "\n") } catch {
+            let record = name + "\n" + (report.claim.map { "rollback \($0.location) \($0.index)\n" } ?? "")
+            do { try SystemFiles.writeAtomically(settings.bootedFile, record) } catch {
                 warnings.append("booted slot not recorded: \(error.message)")
             }
         }
@@ -257,7 +272,8 @@ struct Commands {
         let counters = successful && verifies ? try counters() : nil
         let verifier: SlotVerifier = successful ? try verifier(counters) : TableOnlyVerifier()
         let report = try flow { () throws(FlowError) in
-            successful ? try SlotFlows.markSuccessful(store, slot: letter, verifier: verifier, counters: counters)
+            successful ? try SlotFlows.markSuccessful(store, slot: letter, verifier: verifier, counters: counters,
+                                                      booted: try? bootedRecord())
                        : try SlotFlows.markFailed(store, slot: letter)
         }
         warnings += report.warnings
@@ -431,16 +447,20 @@ struct Commands {
     }
 
     /// The counters part of status and of `counters`.
-    private func countersSummary(_ counters: RollbackCounters?) -> (JSONObject, String) {
+    private func countersSummary(_ counters: RollbackCounters?) -> (JSONObject, String, CounterError?) {
         var json = JSONObject()
         guard let counters else {
             json.setNull("spec")
-            return (json, "rollback counters: none configured (rollback is not enforced; set counters = ...)\n")
+            return (json, "rollback counters: none configured (rollback is not enforced; set counters = ...)\n", nil)
         }
         json.set("spec", counters.spec)
         json.set("hardware_backed", counters.hardwareBacked)
         var text = "rollback counters: \(counters.spec)"
             + (counters.hardwareBacked ? " (hardware-backed)\n" : " (NOT hardware-backed: development only)\n")
+        let caveats = counters.caveats()
+        json.set("caveats", strings: caveats)
+        for caveat in caveats { text += "  caveat: \(caveat)\n" }
+        var failure: CounterError? = nil
         do {
             let count = try counters.provisionedLocations()
             var values: [JSONObject] = []
@@ -458,8 +478,9 @@ struct Commands {
         } catch {
             json.set("error", error.message)
             text += "  unavailable: \(error.message)\n"
+            failure = error
         }
-        return (json, text)
+        return (json, text, failure)
     }
 
     /// `counters` shows the rollback counters; `counters provision [--locations N]`
@@ -484,10 +505,10 @@ struct Commands {
         } else if line.flags["--locations"] != nil {
             throw CLIError(.usage, "counters: --locations goes with 'provision'")
         }
-        let (summary, summaryText) = countersSummary(counters)
+        let (summary, summaryText, failure) = countersSummary(counters)
         json.set("counters", summary)
         text += summaryText
-        do { _ = try counters.provisionedLocations() } catch { throw CLIError(error.code, error.message, details: text) }
+        if let failure { throw CLIError(failure.code, failure.message, details: text) }
         return (.ok, text, json)
     }
 }

@@ -146,6 +146,29 @@ final class SoftwareTPM {
         #expect(run.status == 22)
         // Counters never go down: a re-signed v1 cannot lower them.
         #expect(try tpm.nvread(Self.counterBase) == [bases[0] + 3])
+        // Status names the weakness of an empty owner password.
+        #expect(try device.slotctl(["counters"]).stdout.contains("owner authorization is empty"))
+        // Removing the base record (owner auth is empty here) does not let provisioning
+        // start the counters over.
+        let undefine = try Tools.run("env", ["TPM2TOOLS_TCTI=\(tpm.tcti)", "tpm2_nvundefine", "-C", "o", "0x1505cff"])
+        #expect(undefine.status == 0, "\(undefine.stderr)")
+        run = try device.slotctl(["counters", "provision"])
+        #expect(run.status == 28 && run.stderr.contains("exists without its base record"), "\(run.stderr)")
+        run = try device.slotctl(["counters"])
+        #expect(run.status == 28)
+    }
+
+    /// A provisioning cut short after the base record was defined finishes on the next run.
+    @Test func anInterruptedProvisioningCompletes() throws {
+        let tpm = try SoftwareTPM()
+        let define = try Tools.run("env", ["TPM2TOOLS_TCTI=\(tpm.tcti)", "tpm2_nvdefine", "0x1505cff", "-C", "o", "-s", "16",
+                                           "-a", "0x2062004"]) // slotctl's base record attributes
+        #expect(define.status == 0, "\(define.stderr)")
+        let device = try device(counters: tpm.spec)
+        defer { try? FileManager.default.removeItem(at: device.dir) }
+        let run = try device.slotctl(["counters", "provision"])
+        #expect(run.status == 0 && run.stdout.contains("provisioned 2 counters"), "\(run.stdout) \(run.stderr)")
+        #expect(try tpm.nvread(Self.baseRecord, size: 16).count == 2)
     }
 
     @Test func anIndexThatIsNotACounterIsRefused() throws {

@@ -16,10 +16,12 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                                      counters: counters)
         let boot = try SlotFlows.boot(store, verifier: verifier, dryRun: false)
         #expect(boot.chosen == 1)
-        let report = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters)
+        let booted = (letter: b, claim: boot.claim)
+        #expect(boot.claim == RollbackClaim(location: 1, index: 5))
+        let report = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted)
         #expect(report.raised?.from == 2 && report.raised?.to == 5 && counters.values[1] == 5 && counters.increments == 3)
         // Again: nothing more to raise, nothing written.
-        let again = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters)
+        let again = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted)
         #expect(!again.wrote && again.raised?.to == 5 && counters.increments == 3)
         // a (index 2) is now a downgrade: boot refuses it if b goes away.
         _ = try SlotFlows.markFailed(store, slot: b)
@@ -31,12 +33,56 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
 
     @Test func unreadableCountersStopBootWithoutJudging() throws {
         let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
-        let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 9, index: 1)], counters: MemoryCounters(locations: 2))
+        let counters = MemoryCounters(locations: 2)
+        counters.unreachable = true
+        let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 0, index: 1), b: RollbackClaim(location: 0, index: 1)],
+                                     counters: counters)
         let before = store.bytes
         #expect { try SlotFlows.boot(store, verifier: verifier, dryRun: false) } throws: {
             ($0 as? FlowError)?.code == .countersUnavailable
         }
         #expect(store.bytes == before)
+    }
+
+    /// An image naming a location this device never provisioned is refused on its own;
+    /// the other slot still boots.
+    @Test func anUnprovisionedLocationRefusesOnlyThatSlot() throws {
+        let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
+        let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 20, index: 1), b: RollbackClaim(location: 0, index: 1)],
+                                     counters: MemoryCounters(locations: 8))
+        let boot = try SlotFlows.boot(store, verifier: verifier, dryRun: false)
+        #expect(boot.chosen == 1 && boot.rejected.first?.code == .countersUnavailable)
+    }
+
+    /// Counters are raised only for the slot that booted, only for the image that booted,
+    /// and only within the bound; each refusal changes nothing.
+    @Test func markSuccessfulRaisesOnlyWhatBooted() throws {
+        let store = TableFixtures.disk(states: [S(15, 0, true), S(14, 3, false)])
+        let counters = MemoryCounters(locations: 1)
+        counters.values[0] = 3
+        let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 0, index: 3), b: RollbackClaim(location: 0, index: 4)],
+                                     counters: counters)
+        let before = store.bytes
+        let cases: [((letter: UInt8, claim: RollbackClaim?)?, StatusCode)] = [
+            ((a, RollbackClaim(location: 0, index: 3)), .usage),   // b did not boot
+            (nil, .usage),                                          // nothing recorded
+            ((b, RollbackClaim(location: 0, index: 9)), .digestMismatch), // another image booted
+        ]
+        for (booted, code) in cases {
+            #expect { try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted) } throws: {
+                ($0 as? FlowError)?.code == code
+            }
+            #expect(store.bytes == before && counters.values[0] == 3)
+        }
+        verifier.claims[b] = RollbackClaim(location: 0, index: 3 + RollbackLimits.maxRaise + 1)
+        #expect { try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters,
+                                               booted: (b, verifier.claims[b])) } throws: {
+            ($0 as? FlowError)?.code == .raiseTooLarge
+        }
+        #expect(store.bytes == before && counters.values[0] == 3)
+        verifier.claims[b] = RollbackClaim(location: 0, index: 4)
+        let report = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: (b, verifier.claims[b]))
+        #expect(report.raised?.to == 4 && counters.values[0] == 4)
     }
 
     @Test func aRefusedImageIsNotConfirmedAndNothingChanges() throws {
@@ -52,9 +98,10 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
     }
 
     /// Power cut at every write of mark-successful, table and counter together: the 4
-    /// table writes, then each increment of the raise. After each cut the device boots a
-    /// good slot, no counter is below what was already confirmed, and running
-    /// mark-successful again completes the raise.
+    /// table writes, then each increment of the raise. After each cut: if b is not
+    /// confirmed on disk and then fails, a (confirmed at 3) must still boot — which the
+    /// counter-first order would break; if b is confirmed, the next mark-successful
+    /// completes the raise.
     @Test func powerCutAtEveryWriteOfMarkSuccessful() throws {
         let start = TableFixtures.disk(states: [S(14, 0, true), S(15, 1, false)], small: true)
         let claims = [a: RollbackClaim(location: 0, index: 3), b: RollbackClaim(location: 0, index: 7)]
@@ -67,15 +114,25 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                 let disk = PowerCutStore(bytes: start.bytes, sectorSize: 512, cutAt: cut < 4 ? cut : 99, tornBytes: 100, cache: cache)
                 // The power is gone for the TPM too: a cut in the table allows no increment.
                 counters.failAfterIncrements = cut < 4 ? 0 : cut - 4
-                #expect(throws: FlowError.self) { try SlotFlows.markSuccessful(disk, slot: b, verifier: verifier, counters: counters) }
-                #expect(counters.values[0] >= 3, "cut \(cut): a confirmed counter went down")
+                let booted = (letter: b, claim: claims[b])
+                #expect(throws: FlowError.self) {
+                    try SlotFlows.markSuccessful(disk, slot: b, verifier: verifier, counters: counters, booted: booted)
+                }
+                #expect(counters.values[0] >= 3 && counters.values[0] <= 7, "cut \(cut)")
                 let after = MemoryStore(bytes: disk.surviving, sectorSize: 512)
-                let boot = try SlotFlows.boot(after, verifier: verifier, dryRun: false)
-                #expect(boot.slots[boot.chosen].state.isBootable || boot.consumedTry, "cut \(cut)")
                 counters.failAfterIncrements = nil
-                if boot.chosen == 1 {
-                    _ = try SlotFlows.markSuccessful(after, slot: b, verifier: verifier, counters: counters)
+                let bConfirmed = try #require(TableFixtures.states(after.bytes, sectorSize: 512))[1].successful
+                // Confirmed once the primary header landed whole (a tear past byte 92 lands it).
+                if cut >= 2 { #expect(bConfirmed, "cut \(cut): the flushed primary was lost") }
+                if bConfirmed {
+                    let boot = try SlotFlows.boot(after, verifier: verifier, dryRun: false)
+                    #expect(boot.chosen == 1, "cut \(cut)")
+                    _ = try SlotFlows.markSuccessful(after, slot: b, verifier: verifier, counters: counters, booted: booted)
                     #expect(counters.values[0] == 7, "cut \(cut): the raise completes on the next mark-successful")
+                } else {
+                    _ = try SlotFlows.markFailed(after, slot: b)
+                    let boot = try SlotFlows.boot(after, verifier: verifier, dryRun: false)
+                    #expect(boot.chosen == 0, "cut \(cut): b failed, a must still boot")
                 }
             }
         }
@@ -90,6 +147,7 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
             let counters = MemoryCounters(locations: 2)
             let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 0, index: 0)], counters: counters)
             var booted: UInt8? = nil
+            var bootedClaim: RollbackClaim? = nil
             var highest: [UInt64] = [0, 0]
             for _ in 0..<40 {
                 switch Int.random(in: 0..<4, using: &random) {
@@ -106,12 +164,19 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                         let claim = try #require(verifier.claims[letter])
                         #expect(claim.index >= counters.values[Int(claim.location)], "seed \(seed): booted below the counter")
                         booted = letter
+                        bootedClaim = boot.claim
                     } catch let error as FlowError {
                         #expect(error.code == .noBootableSlot, "seed \(seed): \(error.message)")
                         booted = nil
                     }
                 case 2:
-                    if let slot = booted { _ = try? SlotFlows.markSuccessful(store, slot: slot, verifier: verifier, counters: counters) }
+                    if let slot = booted {
+                        let confirmed = try? SlotFlows.markSuccessful(store, slot: slot, verifier: verifier, counters: counters,
+                                                                      booted: (slot, bootedClaim))
+                        if confirmed != nil, let claim = bootedClaim {
+                            #expect(counters.values[Int(claim.location)] >= claim.index, "seed \(seed): confirmed but not raised")
+                        }
+                    }
                 default:
                     if let slot = booted { _ = try SlotFlows.markFailed(store, slot: slot); booted = nil }
                 }

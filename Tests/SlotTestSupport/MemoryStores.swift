@@ -182,15 +182,22 @@ public enum TableFixtures {
 public final class MemoryCounters: RollbackCounters {
     public var values: [UInt64]
     public var failAfterIncrements: Int?
+    /// Every read fails, as an unreachable TPM.
+    public var unreachable = false
     public private(set) var increments = 0
     public var spec: String { "memory" }
     public var hardwareBacked: Bool { false }
+    public func caveats() -> [String] { [] }
 
     public init(locations: Int) { values = [UInt64](repeating: 0, count: locations) }
 
-    public func provisionedLocations() throws(CounterError) -> Int { values.count }
+    public func provisionedLocations() throws(CounterError) -> Int {
+        if unreachable { throw CounterError("unreachable") }
+        return values.count
+    }
 
     public func read(location: UInt32) throws(CounterError) -> UInt64 {
+        if unreachable { throw CounterError("unreachable") }
         guard Int(location) < values.count else { throw CounterError("location \(location) not provisioned") }
         return values[Int(location)]
     }
@@ -222,6 +229,9 @@ public final class ClaimVerifier: SlotVerifier {
     public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
         guard let claim = claims[slot.letter] else { return .rejected(code: .unsigned, reason: "no image") }
         do {
+            guard Int(claim.location) < (try counters.provisionedLocations()) else {
+                return .rejected(code: .countersUnavailable, reason: "location \(claim.location) not provisioned")
+            }
             let stored = try counters.read(location: claim.location)
             return claim.index >= stored ? .accepted(claim) : .rejected(code: .rollback, reason: "below counter \(stored)")
         } catch {
