@@ -110,7 +110,8 @@ public final class TPMCounters: RollbackCounters {
         guard let pub = found else {
             throw CounterError("TPM \(transport.name): location \(location) not provisioned (no NV index 0x\(String(index, radix: 16)))")
         }
-        guard pub.type == TPM2.NVAttribute.typeCounter, pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.counterAttributes,
+        guard pub.index == index, pub.type == TPM2.NVAttribute.typeCounter,
+              pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.counterAttributes,
               pub.attributes & TPM2.NVAttribute.written != 0, pub.dataSize == 8, pub.nameAlg == TPM2.algSHA256,
               pub.authPolicySize == 0 else {
             throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a slotctl counter "
@@ -128,7 +129,7 @@ public final class TPMCounters: RollbackCounters {
             throw CounterError("TPM \(transport.name): counters not provisioned (no base record 0x\(String(index, radix: 16)); run slotctl counters provision)")
         }
         let locked = TPM2.NVAttribute.written | TPM2.NVAttribute.writeLocked
-        guard pub.type == TPM2.NVAttribute.typeOrdinary, pub.attributes & ~locked == TPMCounters.baseAttributes,
+        guard pub.index == index, pub.type == TPM2.NVAttribute.typeOrdinary, pub.attributes & ~locked == TPMCounters.baseAttributes,
               pub.attributes & locked == locked, pub.dataSize % 8 == 0, pub.dataSize >= 8,
               Int(pub.dataSize) / 8 <= RollbackLimits.maxLocations, pub.authPolicySize == 0 else {
             throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a locked slotctl base record "
@@ -194,6 +195,11 @@ public final class TPMCounters: RollbackCounters {
         }
         let index = TPMCounters.counterBase + location
         for _ in 0..<(value - current) { try increment(index) }
+        // Read back: a TPM that acknowledged increments it did not make is caught here.
+        let now = try read(location: location)
+        guard now >= value else {
+            throw CounterError("TPM \(transport.name): location \(location) reads \(now) after raising it to \(value)")
+        }
     }
 
     public func provision(locations: Int) throws(CounterError) -> String {
