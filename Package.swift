@@ -24,6 +24,7 @@ let package = Package(
                 path: "Tests/SlotTestSupport"),
         .testTarget(name: "SlotCoreTests", dependencies: ["SlotCore", "SlotTestSupport"]),
         .testTarget(name: "SlotFlowsTests", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows", "SlotTestSupport"]),
-        .testTarget(name: "InteropTests", dependencies: ["SlotCore", "SlotTestSupport"]),
+        .testTarget(name: "InteropTests", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows",
+                                                    "SlotTestSupport"]),
     ]
 )

@@ -13,6 +13,10 @@ public enum StatusCode: UInt8, Sendable {
     case cryptoError = 27
     case countersUnavailable = 28
     case raiseTooLarge = 29
+    case noSpace = 30
+    case writeFailed = 31
+    case readbackMismatch = 32
+    case targetIsBooted = 33
     case postcheckFailed = 40
     case noBootableSlot = 50
     case slotNotBootable = 51
@@ -38,6 +42,10 @@ public enum StatusCode: UInt8, Sendable {
         case .cryptoError: "crypto_error"
         case .countersUnavailable: "counters_unavailable"
         case .raiseTooLarge: "raise_too_large"
+        case .noSpace: "no_space"
+        case .writeFailed: "write_failed"
+        case .readbackMismatch: "readback_mismatch"
+        case .targetIsBooted: "target_is_booted"
         case .postcheckFailed: "postcheck_failed"
         case .noBootableSlot: "no_bootable_slot"
         case .slotNotBootable: "slot_not_bootable"

@@ -29,6 +29,19 @@ public final class PayloadHasher {
         return sha.finish()
     }
 
+    /// Copies `count` bytes from `source` to `target` through the one buffer (used by install).
+    public func copy(from source: BlockStore, sourceOffset: UInt64, to target: BlockStore, targetOffset: UInt64,
+                     count: UInt64) throws(StorageError) {
+        var done: UInt64 = 0
+        while done < count {
+            let n = Int(min(UInt64(buffer.count), count - done))
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+            try source.read(into: chunk, at: sourceOffset + done)
+            try target.write(UnsafeRawBufferPointer(chunk), at: targetOffset + done)
+            done += UInt64(n)
+        }
+    }
+
     /// Copies `count` bytes from `source` at 0 to `target` at 0 and returns their SHA-256:
     /// one pass, one buffer (used by `sign`).
     public func copyAndDigest(from source: BlockStore, to target: BlockStore, count: UInt64) throws(StorageError) -> [UInt8] {

@@ -25,13 +25,11 @@ struct Commands {
         "verify": (["--image"], [], 0...1),
         "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size"], [], 1...1),
         "counters": (["--locations"], [], 0...1),
+        "install": (["--slot", "--tries"], [], 1...1),
     ]
 
     mutating func run() throws(CLIError) -> Outcome {
         guard let command = line.command else { throw CLIError(.usage, "no command given (see slotctl --help)") }
-        if command == "install" {
-            throw CLIError(.usage, "\(command): not available in this build of slotctl yet")
-        }
         guard let grammar = Commands.grammar[command] else {
             throw CLIError(.usage, "unknown command '\(command)' (see slotctl --help)")
         }
@@ -53,6 +51,7 @@ struct Commands {
         case "format": return try format()
         case "verify": return try verify()
         case "counters": return try countersCommand()
+        case "install": return try install()
         default: return try sign()
         }
     }
@@ -443,6 +442,64 @@ struct Commands {
         json.set("version", request.version)
         let text = "signed \(payloadPath) -> \(output): \(layout.partitionSize) bytes, \(algorithm.name), key \(hex(key.keyID)), "
             + "rollback index \(rollbackIndex) at location \(location)\n"
+        return (.ok, text, json)
+    }
+
+    /// `install IMAGE [--slot SLOT] [--tries N]`: always verifies, whatever `verification`
+    /// says. The default target is the slot that is not running (with two slots).
+    private mutating func install() throws(CLIError) -> Outcome {
+        let imagePath = line.positional[0]
+        guard imagePath != "-" else {
+            throw CLIError(.usage, "install -: installing from a stream needs the stream framing, which is not available yet; give an image file")
+        }
+        var tries = Policy.defaultTries
+        if let text = line.flags["--tries"] {
+            guard let value = UInt8(text), value >= 1, value <= SlotState.maxTries else {
+                throw CLIError(.usage, "--tries must be 1...\(SlotState.maxTries), not '\(text)'")
+            }
+            tries = value
+        }
+        let booted = try? bootedSlot()
+        let disk = try openDisk(writable: true)
+        let target: UInt8
+        if let named = line.flags["--slot"] {
+            target = try slotArgument(named)
+        } else {
+            let table = try flow { () throws(FlowError) in try TableStore.load(disk) }
+            guard let booted else {
+                throw CLIError(.usage, "install: no booted slot recorded, so the inactive slot is unknown; name it with --slot")
+            }
+            let others = (0..<table.slots.count).map { table.slots[$0].letter }.filter { $0 != booted }
+            guard others.count == 1 else {
+                throw CLIError(.usage, "install: \(others.count) slots besides the running one; name the target with --slot")
+            }
+            target = others[0]
+        }
+        let source: FileBlockStore
+        do { source = try FileBlockStore(path: imagePath, writable: false, sectorSize: 512) } catch {
+            throw CLIError(.ioError, error.description)
+        }
+        let keys = KeyDirectory(path: settings.keys)
+        let counters = try counters()
+        let report = try flow { () throws(FlowError) in
+            try InstallFlow.install(source: source, disk: disk, target: target, booted: booted, keys: keys, counters: counters,
+                                    hasher: PayloadHasher(), tries: tries)
+        }
+        warnings += report.warnings
+        let name = SlotFlows.letterText(report.slot)
+        let version = String(decoding: (0..<report.descriptor.versionLength).map { report.descriptor.versionString[$0] }, as: UTF8.self)
+        var json = JSONObject()
+        json.set("slot", name)
+        json.set("partition", report.partition)
+        json.set("image", imagePath)
+        json.set("bytes_written", report.bytesWritten)
+        json.set("version", version)
+        json.set("rollback_index", report.descriptor.rollbackIndex)
+        json.set("rollback_location", Int(report.descriptor.rollbackLocation))
+        json.set("tries", Int(report.tries))
+        json.set("warnings", strings: warnings)
+        let text = "installed \(imagePath) (version '\(version)', rollback index \(report.descriptor.rollbackIndex)) into slot \(name); "
+            + "verified after writing; slot \(name) is active with \(report.tries) tries\n"
         return (.ok, text, json)
     }
 

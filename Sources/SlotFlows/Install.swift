@@ -1,0 +1,91 @@
+import SlotCore
+import SlotCounters
+import SlotCrypto
+import SlotStorage
+
+/// `slotctl install IMAGE`: put a signed image into a slot that is not running, so that
+/// no cut and no bad image can leave the device without a good slot (spec/install.md).
+public enum InstallFlow {
+    public struct Report {
+        public let slot: UInt8
+        public let partition: Int
+        public let descriptor: SlotDescriptor
+        public let bytesWritten: UInt64
+        public let tries: UInt8
+        public let warnings: [String]
+    }
+
+    /// Installs the signed image in `source` (a file, read from 0) into slot `target`
+    /// of `disk`. `booted` is the running slot: never the target. Steps, each only if the
+    /// one before succeeded:
+    /// 1. verify the image (footer, descriptor, key, signature, payload digest, and with
+    ///    counters the rollback index) — nothing is written before this passes;
+    /// 2. check it fits: payload and descriptor within the partition, footer at its end;
+    /// 3. mark the target unbootable and persist the table;
+    /// 4. copy bytes [0, descriptor end) through one buffer, write the footer at the
+    ///    partition's end, flush;
+    /// 5. read the slot back and verify it as boot would, same descriptor;
+    /// 6. set the slot active with `tries` (the slot boots next, on trial).
+    /// A failure after 3 leaves the target unbootable and the running slot untouched.
+    public static func install(source: BlockStore, disk: BlockStore, target letter: UInt8, booted: UInt8?,
+                               keys: KeyDirectory, counters: RollbackCounters?, hasher: PayloadHasher,
+                               tries: UInt8) throws(FlowError) -> Report {
+        let name = SlotFlows.letterText(letter)
+        // 1. Verify before anything is written.
+        let report = ImageVerification.verify(source, offset: 0, size: source.byteCount, keys: keys, hasher: hasher)
+        guard report.verified, let descriptor = report.descriptor, let footer = report.footer else {
+            throw FlowError(report.code, "install: the image is refused: \(report.reason ?? "verification failed"); nothing was written")
+        }
+        if let counters {
+            switch RollbackCheck.check(descriptor, counters) {
+            case .current: break
+            case .below(let stored):
+                throw FlowError(.rollback, "install: \(RollbackCheck.reason(descriptor, stored: stored)); nothing was written")
+            case .unavailable(let error):
+                throw FlowError(error.code, "install: rollback counters: \(error.message); nothing was written")
+            }
+        }
+        // 2. The target and its room.
+        let table = try TableStore.load(disk)
+        guard let index = table.slots.index(ofLetter: letter) else {
+            throw FlowError(.usage, "install: no slot \(name) in the slot table")
+        }
+        guard letter != booted else {
+            throw FlowError(.targetIsBooted, "install: slot \(name) is the running slot; install into another one")
+        }
+        let slot = table.slots[index]
+        let offset = table.byteOffset(slot), size = table.byteSize(slot)
+        let descriptorEnd = footer.descriptorOffset + UInt64(footer.descriptorSize)
+        guard descriptorEnd <= size - UInt64(ImageFooter.size) else {
+            throw FlowError(.noSpace, "install: the image needs \(descriptorEnd + UInt64(ImageFooter.size)) bytes; slot \(name) has \(size); nothing was written")
+        }
+        // 3. The target stops being bootable before its first byte changes.
+        var slots = table.slots
+        Policy.markUnbootable(&slots, index)
+        var warnings: [String] = []
+        if slots[index].attributes != table.slots[index].attributes || table.needsRepair {
+            if let warning = try TableStore.save(disk, table, slots: slots) { warnings.append(warning) }
+        }
+        // 4. Copy, then the footer where boot looks for it: the end of the partition.
+        do {
+            try hasher.copy(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
+            var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
+            var span = footerBytes.mutableSpan
+            footer.serialize(into: &span)
+            try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
+            try disk.flush()
+        } catch {
+            throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description); slot \(name) stays unbootable")
+        }
+        // 5. Read back and verify as boot will.
+        let check = ImageVerification.verify(disk, offset: offset, size: size, keys: keys, hasher: hasher)
+        guard check.verified, check.payloadDigest == report.payloadDigest, check.keyID == report.keyID else {
+            throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image"); it stays unbootable")
+        }
+        // 6. On trial from the next boot.
+        let active = try SlotFlows.setActive(disk, slot: letter, tries: tries)
+        warnings += active.warnings
+        return Report(slot: letter, partition: table.partitionNumber(slot), descriptor: descriptor, bytesWritten: descriptorEnd + 64,
+                      tries: tries, warnings: warnings)
+    }
+}

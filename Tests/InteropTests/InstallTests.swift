@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+import SlotCore
+import SlotCounters
+import SlotCrypto
+import SlotFlows
+import SlotStorage
+import SlotTestSupport
+
+func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, tries: t, successful: s) }
+
+/// `slotctl install`: verified before writing, the target unbootable while written,
+/// read back, then activated; every refusal leaves the running slot as it was.
+@Suite(.serialized) struct InstallTests {
+    let keys = KeySet.shared
+
+    /// Signs `bytes` of random payload with the Ed25519 test key; returns the image bytes.
+    func image(_ dir: URL, payload bytes: Int, index: Int, name: String, key: String = "ed25519") throws -> String {
+        let payload = dir.appendingPathComponent("payload-\(name)").path
+        var generator = SystemRandomNumberGenerator()
+        try Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: payload))
+        let path = dir.appendingPathComponent("image-\(name)").path
+        let run = try Tools.slotctl(["sign", "--key", keys.privatePath(key), "--rollback-index", "\(index)", "--version", name,
+                                     payload, "-o", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        return path
+    }
+
+    func fileStore(_ path: String) throws -> MemoryStore {
+        MemoryStore(bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), sectorSize: 512)
+    }
+
+    /// A cut at every write of install (unbootable mark, copy, footer, activation), torn
+    /// and with the cache kept or lost. The target starts bootable (an older confirmed
+    /// image), so the table alone must keep it from booting half-written: the check boots
+    /// with signatures off. The running slot boots until the activation's primary landed;
+    /// after that the new slot, and then it verifies.
+    @Test func powerCutAtEveryWriteOfInstall() throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let keyDirectory = KeyDirectory(path: keys.keys)
+        let old = try fileStore(try image(dir, payload: 200_000, index: 1, name: "old"))
+        let new = try fileStore(try image(dir, payload: 1_500_000, index: 2, name: "new")) // two copy chunks
+        let disk = MemoryStore(bytes: [UInt8](repeating: 0, count: 8 << 20), sectorSize: 512)
+        _ = try FormatFlow.format(disk, .init(slotCount: 2, slotBytes: 3 << 20, prefix: "root", force: false)) { GUID(low: 3, high: 4) }
+        let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
+        // Both confirmed with the old image, the target a even above the running b (say b
+        // runs from a fall-back): only the unbootable mark keeps a half-written a from booting.
+        for slot in [b, a] {
+            _ = try InstallFlow.install(source: old, disk: disk, target: slot, booted: nil, keys: keyDirectory,
+                                        counters: nil, hasher: PayloadHasher(), tries: 6)
+            _ = try SlotFlows.markSuccessful(disk, slot: slot)
+        }
+        let start = disk.bytes
+        #expect(TableFixtures.states(start, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
+        let clean = MemoryStore(bytes: start, sectorSize: 512)
+        _ = try InstallFlow.install(source: new, disk: clean, target: a, booted: b,
+                                    keys: keyDirectory, counters: nil, hasher: PayloadHasher(), tries: 3)
+        #expect(clean.writes == 4 + 2 + 1 + 4, "unbootable, two chunks, footer, activation")
+        let activationHeader = clean.writes - 3 // entries, HEADER, backup entries, backup header
+        var sawNew = false
+        for cut in 0..<clean.writes {
+            for torn in [0, 100, 4096] {
+                for cache in [PowerCutStore.Cache.keep, .lose, .randomSubset(seed: UInt64(cut))] {
+                    let label = "cut at write \(cut) torn \(torn) cache \(cache)"
+                    let store = PowerCutStore(bytes: start, sectorSize: 512, cutAt: cut, tornBytes: torn, cache: cache)
+                    _ = try? InstallFlow.install(source: new, disk: store, target: a, booted: b,
+                                                 keys: keyDirectory, counters: nil, hasher: PayloadHasher(), tries: 3)
+                    let after = MemoryStore(bytes: store.surviving, sectorSize: 512)
+                    let boot = try SlotFlows.boot(after, verifier: TableOnlyVerifier(), dryRun: true)
+                    let chosen = boot.slots[boot.chosen]
+                    if chosen.letter == a {
+                        if cut >= activationHeader { sawNew = true }
+                        // Whatever a holds when the table lets it boot must be a whole image: the
+                        // old one (nothing had changed yet) or, once activated, the new one.
+                        let check = ImageVerification.verify(after, offset: boot.table.byteOffset(chosen),
+                                                             size: boot.table.byteSize(chosen), keys: keyDirectory,
+                                                             hasher: PayloadHasher())
+                        #expect(check.verified, "\(label): a is bootable but holds a broken image: \(check.reason ?? "")")
+                        if check.version == "new" {
+                            #expect(cut >= activationHeader, "\(label): a boots the new image before its activation was written")
+                        } else {
+                            #expect(check.version == "old" && cut < activationHeader, "\(label)")
+                        }
+                    } else {
+                        #expect(chosen.letter == b, "\(label)")
+                    }
+                }
+            }
+        }
+        #expect(sawNew, "a cut after the activation's primary leaves the new a active")
+    }
+
+    /// The copy goes through one fixed buffer: no write is larger than it, however large the image.
+    @Test func copyUsesOneFixedBuffer() throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = try fileStore(try image(dir, payload: 3_500_000, index: 1, name: "big"))
+        let disk = TableFixtures.disk(slots: 2)
+        let big = MemoryStore(bytes: disk.bytes + [UInt8](repeating: 0, count: 0), sectorSize: 512)
+        // Slots of 1 MiB are too small: refused before anything is written.
+        #expect { try InstallFlow.install(source: source, disk: big, target: UInt8(ascii: "b"), booted: nil,
+                                          keys: KeyDirectory(path: keys.keys), counters: nil, hasher: PayloadHasher(), tries: 2) } throws: {
+            ($0 as? FlowError)?.code == .noSpace
+        }
+        #expect(big.writes == 0)
+        let store = WriteSizeRecorder(bytes: [UInt8](repeating: 0, count: 16 << 20))
+        _ = try FormatFlow.format(store, .init(slotCount: 2, slotBytes: 6 << 20, prefix: "root", force: false)) { GUID(low: 1, high: 2) }
+        _ = try InstallFlow.install(source: source, disk: store, target: UInt8(ascii: "b"), booted: nil,
+                                    keys: KeyDirectory(path: keys.keys), counters: nil, hasher: PayloadHasher(), tries: 2)
+        #expect(store.largestWrite <= PayloadHasher.chunkSize && store.copyWrites >= 4)
+    }
+
+    @Test func refusalsLeaveTheRunningSlotAlone() throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = dir.appendingPathComponent("disk.img").path
+        let counters = "file:" + dir.appendingPathComponent("counters").path
+        func slotctl(_ args: [String]) throws -> Run {
+            try Tools.slotctl(["--disk", disk, "--keys", keys.keys, "--counters", counters, "--config", "/dev/null",
+                               "--booted-file", dir.appendingPathComponent("booted").path] + args)
+        }
+        #expect(try slotctl(["format", "--size", "12M", "--slot-size", "4M"]).status == 0)
+        #expect(try slotctl(["counters", "provision"]).status == 0)
+        let v2 = try image(dir, payload: 100_000, index: 2, name: "v2")
+        #expect(try slotctl(["install", v2, "--slot", "a"]).status == 0)
+        #expect(try slotctl(["boot"]).stdout == "a\n")
+        #expect(try slotctl(["mark-successful"]).status == 0)
+
+        let v1 = try image(dir, payload: 100_000, index: 1, name: "v1")
+        let other = try image(dir, payload: 100_000, index: 3, name: "other", key: "other")
+        let huge = try image(dir, payload: 5_000_000, index: 3, name: "huge")
+        let good = try image(dir, payload: 100_000, index: 3, name: "v3")
+        var flipped = try Data(contentsOf: URL(fileURLWithPath: good))
+        flipped[5000] ^= 0xFF
+        let flippedPath = dir.appendingPathComponent("flipped").path
+        try flipped.write(to: URL(fileURLWithPath: flippedPath))
+        let truncatedPath = dir.appendingPathComponent("truncated").path
+        try flipped.prefix(60_000).write(to: URL(fileURLWithPath: truncatedPath))
+        let before = try Data(contentsOf: URL(fileURLWithPath: disk))
+        for (image, code, slot) in [(v1, Int32(22), "b"), (other, 21, "b"), (huge, 30, "b"), (flippedPath, 23, "b"),
+                                    (truncatedPath, 26, "b"), (good, 33, "a")] {
+            let run = try slotctl(["install", image, "--slot", slot])
+            #expect(run.status == code, "\(image): \(run.status) \(run.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: disk)) == before, "\(image): nothing written")
+        }
+        #expect(try slotctl(["boot"]).stdout == "a\n")
+        // And the good one goes into the inactive slot by default.
+        let run = try slotctl(["install", good])
+        #expect(run.status == 0 && run.stdout.contains("into slot b"), "\(run.stderr)")
+        #expect(try slotctl(["boot"]).stdout == "b\n")
+        #expect(try slotctl(["mark-successful"]).stdout.contains("raised from 2 to 3"))
+        try Tools.expectSgdiskClean(disk)
+        #expect(try slotctl(["install", "-"]).status == 64)
+    }
+}
+
+/// Records the largest single write, and how many writes landed outside the GPT areas.
+final class WriteSizeRecorder: BlockStore {
+    var bytes: [UInt8]
+    var largestWrite = 0
+    var copyWrites = 0
+    let sectorSize = 512
+    init(bytes: [UInt8]) { self.bytes = bytes }
+    var byteCount: UInt64 { UInt64(bytes.count) }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(StorageError) {
+        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[Int(offset)..<Int(offset) + buffer.count])) }
+    }
+
+    func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws(StorageError) {
+        largestWrite = max(largestWrite, data.count)
+        if offset >= 1 << 20 && offset < UInt64(bytes.count) - (1 << 20) { copyWrites += 1 }
+        bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<Int(offset) + data.count]).copyMemory(from: data) }
+    }
+
+    func flush() throws(StorageError) {}
+}
