@@ -35,12 +35,11 @@ show() { slotctl status | sed -n '/^slot /,/^next boot/p'; }
 cgpt_line() { for i in 1 2; do printf 'cgpt: partition %s priority=%s tries=%s successful=%s\n' "$i" \
   "$(cgpt show -i $i -P "$DISK")" "$(cgpt show -i $i -T "$DISK")" "$(cgpt show -i $i -S "$DISK")"; done; }
 run() { echo "\$ slotctl $*"; set +e; slotctl "$@"; rc=$?; set -e; echo "(exit $rc)"; }
-# Until `slotctl install` exists, an update is a signed image copied into the slot.
-put() { # put VERSION SLOT_START_LBA
+# The build host signs each release; the device installs it into a slot.
+release() { # release VERSION: sign a small payload for VERSION (rollback index = its number)
   printf 'root file system %s\n' "$1" > "$DEMO/payload-$1"
   slotctl sign --key "$DEMO/release.pem" --rollback-index "${1#v}" --version "$1" \
-    --partition-size 16M "$DEMO/payload-$1" -o "$DEMO/image-$1" | sed 's/^/  /'
-  dd if="$DEMO/image-$1" of="$DISK" bs=512 seek="$2" conv=notrunc status=none
+    "$DEMO/payload-$1" -o "$DEMO/image-$1" | sed 's/^/  (build host) /'
 }
 
 step "0. A release key (openssl genpkey); its public half goes into the key directory"
@@ -58,9 +57,9 @@ sgdisk -v "$DISK" | grep -m1 -i "problem"
 step "2. Nothing is bootable yet: boot says so with code 50, so the hook can go to recovery"
 run boot
 
-step "3. Put signed v1 into slot a and make it active (6 tries); the first boot verifies it and consumes one try"
-put v1 2048
-run set-active a
+step "3. Install signed v1 into slot a (verified, written, read back, activated with 6 tries); the first boot verifies it and consumes one try"
+release v1
+run install "$DEMO/image-v1" --slot a
 run boot
 show
 
@@ -69,9 +68,9 @@ run mark-successful
 show
 cgpt_line
 
-step "5. An update: signed v2 goes to the inactive slot b, which becomes active with 3 tries"
-put v2 34816
-run set-active b --tries 3
+step "5. An update: install v2 into the inactive slot (b), active with 3 tries"
+release v2
+run install "$DEMO/image-v2" --tries 3
 run boot
 show
 
@@ -81,35 +80,31 @@ run boot
 show
 
 step "7. v3 into b; this time the device hangs before confirming, twice; tries run out"
-put v3 34816
-run set-active b --tries 2
+release v3
+run install "$DEMO/image-v3" --tries 2
 run boot
 run boot
 echo "(no mark-successful: the watchdog rebooted)"
 run boot
 show
 
-step "8. v4 into b, but a byte of it is damaged on the way: boot refuses it and falls back"
-put v4 34816
-printf 'X' | dd of="$DISK" bs=1 seek=$((34816 * 512 + 3)) conv=notrunc status=none
-run set-active b --tries 3
-run boot
+step "8. v4 arrives with a damaged byte: install refuses it before writing anything"
+release v4
+cp "$DEMO/image-v4" "$DEMO/image-v4-damaged"
+printf 'X' | dd of="$DEMO/image-v4-damaged" bs=1 seek=3 conv=notrunc status=none
+run install "$DEMO/image-v4-damaged" --tries 3
 show
 
-step "9. v4 again, intact: it verifies, boots and is confirmed"
-put v4 34816
-run set-active b --tries 3
+step "9. v4 intact: installed, boots and is confirmed; the counter goes to 4"
+run install "$DEMO/image-v4" --tries 3
 run boot
 run mark-successful
 show
 cgpt_line
 
-step "10. An old image comes back: v2 (rollback index 2) into a, below the counter (4): refused as a downgrade"
-put v2 2048
-run set-active a --tries 3
-run boot
-run verify a
-show
+step "10. An old image comes back: v2 (rollback index 2) is below the counter (4): install refuses it"
+run install "$DEMO/image-v2"
+run verify --image "$DEMO/image-v2"
 run counters
 
 step "11. A damaged primary GPT is read from the backup and repaired at the next write"
@@ -122,4 +117,4 @@ sgdisk -v "$DISK" | grep -m1 -i "problem"
 step "12. The table, each slot's image and the counters as status shows them"
 slotctl status
 
-step "Done. slotctl install (verified streaming into the inactive slot) comes next (see README)."
+step "Done. Installing from a stream and dm-verity come next (see README)."
