@@ -266,6 +266,44 @@ extension VerityParameters {
     }
 }
 
+/// The stream form of a signed image (spec/install.md), for `install -`: a 64-byte
+/// header, the descriptor, then image bytes [0, descriptor offset). The descriptor comes
+/// first so it can be verified before any byte is written.
+public struct StreamHeader: Equatable, Sendable {
+    public static let size = 64
+    public static let magic: UInt64 = 0x4D52_5453_544F_4C53 // "SLOTSTRM"
+    public static let version: UInt32 = 1
+    public var descriptorSize: UInt32
+    /// Where the descriptor goes in the partition, and how many image bytes follow it.
+    public var descriptorOffset: UInt64
+
+    public init(descriptorSize: UInt32, descriptorOffset: UInt64) {
+        self.descriptorSize = descriptorSize
+        self.descriptorOffset = descriptorOffset
+    }
+
+    /// True when `bytes` (at least 8) start with the stream magic.
+    public static func isStream(_ bytes: Span<UInt8>) -> Bool { bytes.count >= 8 && bytes.loadLE64(at: 0) == magic }
+
+    public static func parse(_ bytes: Span<UInt8>) throws(ImageError) -> StreamHeader {
+        guard bytes.count == size, bytes.loadLE64(at: 0) == magic else { throw .noFooter }
+        guard bytes.loadLE32(at: 8) == version else { throw .badFooterVersion }
+        let descriptorSize = bytes.loadLE32(at: 12)
+        for i in 24..<size where bytes[i] != 0 { throw .nonZeroReserved }
+        guard descriptorSize <= SlotDescriptor.maxSize else { throw .descriptorTooLarge }
+        guard descriptorSize >= UInt32(SlotDescriptor.signedSize) else { throw .badDescriptorSize }
+        return StreamHeader(descriptorSize: descriptorSize, descriptorOffset: bytes.loadLE64(at: 16))
+    }
+
+    public func serialize(into bytes: inout MutableSpan<UInt8>) {
+        bytes.fill(0, from: 0, to: StreamHeader.size)
+        bytes.storeLE64(StreamHeader.magic, at: 0)
+        bytes.storeLE32(StreamHeader.version, at: 8)
+        bytes.storeLE32(descriptorSize, at: 12)
+        bytes.storeLE64(descriptorOffset, at: 16)
+    }
+}
+
 /// Compares two digests in time independent of where they differ.
 public func constantTimeEqual(_ a: Span<UInt8>, _ b: Span<UInt8>) -> Bool {
     guard a.count == b.count else { return false }

@@ -3,6 +3,7 @@
 public enum StatusCode: UInt8, Sendable {
     case ok = 0
     case downloadFailed = 10
+    case streamInvalid = 11
     case signatureInvalid = 20
     case untrustedKey = 21
     case rollback = 22
@@ -32,6 +33,7 @@ public enum StatusCode: UInt8, Sendable {
         switch self {
         case .ok: "ok"
         case .downloadFailed: "download_failed"
+        case .streamInvalid: "stream_invalid"
         case .signatureInvalid: "signature_invalid"
         case .untrustedKey: "untrusted_key"
         case .rollback: "rollback"

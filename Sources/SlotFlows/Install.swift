@@ -88,4 +88,137 @@ public enum InstallFlow {
         return Report(slot: letter, partition: table.partitionNumber(slot), descriptor: descriptor, bytesWritten: descriptorEnd + 64,
                       tries: tries, warnings: warnings)
     }
+
+    /// `install -`: the same steps for the stream form (spec/install.md). The descriptor
+    /// arrives first and is verified (key, signature, rollback) before anything is
+    /// written; the payload is hashed while it is written, and the slot stays
+    /// unbootable unless the digest matches, the stream ends exactly where announced,
+    /// and the slot reads back whole. A stream that ends early or fails: 10; a bad
+    /// header or trailing bytes: 11.
+    public static func installStream(_ stream: ByteStream, disk: BlockStore, target letter: UInt8, booted: UInt8?,
+                                     keys: KeyDirectory, counters: RollbackCounters?, hasher: PayloadHasher,
+                                     tries: UInt8) throws(FlowError) -> Report {
+        let name = SlotFlows.letterText(letter)
+        let headerBytes = try receive(stream, StreamHeader.size, "stream header")
+        let header: StreamHeader
+        do { header = try StreamHeader.parse(headerBytes.span) } catch {
+            throw FlowError(.streamInvalid, "install: \(stream.name) is not a slotctl stream: \(error.reason); nothing was written")
+        }
+        let descriptorBytes = try receive(stream, Int(header.descriptorSize), "descriptor")
+        let report = ImageVerification.verifyDescriptor(descriptorBytes, descriptorOffset: header.descriptorOffset, keys: keys)
+        guard report.verified, let descriptor = report.descriptor else {
+            throw FlowError(report.code, "install: the stream is refused: \(report.reason ?? "verification failed"); nothing was written")
+        }
+        if let counters {
+            switch RollbackCheck.check(descriptor, counters) {
+            case .current: break
+            case .below(let stored):
+                throw FlowError(.rollback, "install: \(RollbackCheck.reason(descriptor, stored: stored)); nothing was written")
+            case .unavailable(let error):
+                throw FlowError(error.code, "install: rollback counters: \(error.message); nothing was written")
+            }
+        }
+        let table = try TableStore.load(disk)
+        guard let index = table.slots.index(ofLetter: letter) else { throw FlowError(.usage, "install: no slot \(name) in the slot table") }
+        guard letter != booted else {
+            throw FlowError(.targetIsBooted, "install: slot \(name) is the running slot; install into another one")
+        }
+        let slot = table.slots[index]
+        let offset = table.byteOffset(slot), size = table.byteSize(slot)
+        let (descriptorEnd, overflow) = header.descriptorOffset.addingReportingOverflow(UInt64(header.descriptorSize))
+        guard !overflow, descriptorEnd <= size - UInt64(ImageFooter.size) else {
+            throw FlowError(.noSpace, "install: the image needs more than the \(size) bytes of slot \(name); nothing was written")
+        }
+        var slots = table.slots
+        Policy.markUnbootable(&slots, index)
+        var warnings: [String] = []
+        if slots[index].attributes != table.slots[index].attributes || table.needsRepair {
+            if let warning = try TableStore.save(disk, table, slots: slots) { warnings.append(warning) }
+        }
+        let copied = try copyStream(stream, hasher, disk, offset, header.descriptorOffset, descriptor.payloadSize, name)
+        let received = copied.received, digest = copied.digest
+        guard received == header.descriptorOffset else {
+            throw FlowError(.downloadFailed, "install: \(stream.name) ended after \(received) of \(header.descriptorOffset) image bytes; slot \(name) stays unbootable")
+        }
+        var extra = [UInt8](repeating: 0, count: 1)
+        var trailing = 0
+        var trailingError: StorageError? = nil
+        extra.withUnsafeMutableBytes { b in
+            do throws(StorageError) { trailing = try stream.read(into: b) } catch { trailingError = error }
+        }
+        if let trailingError {
+            throw FlowError(.downloadFailed, "install: \(stream.name): \(trailingError.detail); slot \(name) stays unbootable")
+        }
+        guard trailing == 0 else {
+            throw FlowError(.streamInvalid, "install: \(stream.name) goes on past the announced image; slot \(name) stays unbootable")
+        }
+        let expected = report.payloadDigest ?? []
+        guard constantTimeEqual(digest.span, expected.span) else {
+            throw FlowError(.digestMismatch, "install: the streamed payload's SHA-256 is \(hex(digest)), the descriptor says "
+                + "\(hex(expected)); slot \(name) stays unbootable")
+        }
+        do {
+            try disk.writeBytes(descriptorBytes, at: offset + header.descriptorOffset)
+            var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
+            var span = footerBytes.mutableSpan
+            ImageFooter(descriptorOffset: header.descriptorOffset, descriptorSize: header.descriptorSize).serialize(into: &span)
+            try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
+            try disk.flush()
+        } catch {
+            throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description); slot \(name) stays unbootable")
+        }
+        let check = ImageVerification.verify(disk, offset: offset, size: size, keys: keys, hasher: hasher)
+        guard check.verified, check.payloadDigest == report.payloadDigest, check.keyID == report.keyID else {
+            throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image"); it stays unbootable")
+        }
+        let active = try SlotFlows.setActive(disk, slot: letter, tries: tries)
+        warnings += active.warnings
+        return Report(slot: letter, partition: table.partitionNumber(slot), descriptor: descriptor,
+                      bytesWritten: descriptorEnd + UInt64(ImageFooter.size), tries: tries, warnings: warnings)
+    }
+
+    private static func receive(_ stream: ByteStream, _ count: Int, _ what: String) throws(FlowError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var got = 0
+        var failure: StorageError? = nil
+        bytes.withUnsafeMutableBytes { buffer in
+            do throws(StorageError) { got = try stream.readFully(into: buffer) } catch { failure = error }
+        }
+        if let failure { throw FlowError(.downloadFailed, "install: \(stream.name): \(failure.detail)") }
+        guard got == count else {
+            throw FlowError(.downloadFailed, "install: \(stream.name) ended after \(got) of the \(count) bytes of the \(what); nothing was written")
+        }
+        return bytes
+    }
+
+    private static func copyStream(_ stream: ByteStream, _ hasher: PayloadHasher, _ disk: BlockStore, _ offset: UInt64,
+                                   _ count: UInt64, _ hashed: UInt64, _ name: String) throws(FlowError) -> (received: UInt64, digest: [UInt8]) {
+        do {
+            return try hasher.copyStream(from: stream, to: disk, targetOffset: offset, count: count, hashed: hashed)
+        } catch {
+            let code: StatusCode = error.kind == .read ? .downloadFailed : .writeFailed
+            throw FlowError(code, "install: \(error.description); slot \(name) stays unbootable")
+        }
+    }
+
+    /// Writes the stream form of the signed image in `image` to `output` (`sign --stream`).
+    public static func writeStream(image: BlockStore, to output: BlockStore) throws(FlowError) {
+        do throws(StorageError) {
+            let footerBytes = try image.readBytes(count: ImageFooter.size, at: image.byteCount - UInt64(ImageFooter.size))
+            guard let footer = try? ImageFooter.parse(footerBytes.span, partitionSize: image.byteCount) else {
+                throw StorageError(.read, path: "image", detail: "no valid footer")
+            }
+            var header = [UInt8](repeating: 0, count: StreamHeader.size)
+            var span = header.mutableSpan
+            StreamHeader(descriptorSize: footer.descriptorSize, descriptorOffset: footer.descriptorOffset).serialize(into: &span)
+            try output.writeBytes(header, at: 0)
+            let descriptor = try image.readBytes(count: Int(footer.descriptorSize), at: footer.descriptorOffset)
+            try output.writeBytes(descriptor, at: UInt64(StreamHeader.size))
+            try PayloadHasher().copy(from: image, sourceOffset: 0, to: output,
+                                     targetOffset: UInt64(StreamHeader.size) + UInt64(footer.descriptorSize), count: footer.descriptorOffset)
+            try output.flush()
+        } catch {
+            throw FlowError(.ioError, "sign --stream: \(error.description)")
+        }
+    }
 }

@@ -42,6 +42,26 @@ public final class PayloadHasher {
         }
     }
 
+    /// Copies `count` bytes from a stream to `target` at `targetOffset`, hashing the first
+    /// `hashed` of them; returns (bytes received, digest). Fewer bytes than `count` means
+    /// the stream ended early.
+    public func copyStream(from stream: ByteStream, to target: BlockStore, targetOffset: UInt64, count: UInt64,
+                           hashed: UInt64) throws(StorageError) -> (received: UInt64, digest: [UInt8]) {
+        var done: UInt64 = 0
+        while done < count {
+            let n = Int(min(UInt64(buffer.count), count - done))
+            let got = try stream.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<got])
+            if done < hashed {
+                sha.update(UnsafeRawBufferPointer(rebasing: chunk[0..<Int(min(UInt64(got), hashed - done))]))
+            }
+            try target.write(chunk, at: targetOffset + done)
+            done += UInt64(got)
+            if got < n { break }
+        }
+        return (done, sha.finish())
+    }
+
     /// Copies `count` bytes from `source` at 0 to `target` at 0 and returns their SHA-256:
     /// one pass, one buffer (used by `sign`).
     public func copyAndDigest(from source: BlockStore, to target: BlockStore, count: UInt64) throws(StorageError) -> [UInt8] {
@@ -68,6 +88,8 @@ public struct ImageReport {
     public var footer: ImageFooter?
     /// The trusted key that verified the signature (nil if none did).
     public var signer: PublicKey?
+
+    public init(code: StatusCode) { self.code = code }
 
     public var verified: Bool { code == .ok }
     public var keyID: [UInt8]? { descriptor.map { d in (0..<32).map { d.keyID[$0] } } }
@@ -105,8 +127,37 @@ public enum ImageVerification {
         } catch {
             return fail(.ioError, "reading the image: \(error.description)")
         }
+        report = verifyDescriptor(descriptorBytes, descriptorOffset: footer.descriptorOffset, keys: keys, into: report)
+        guard report.verified, let descriptor = report.descriptor else { return report }
+        let digest: [UInt8]
+        do { digest = try hasher.digest(store, offset: offset, count: descriptor.payloadSize) } catch {
+            return fail(.ioError, "reading the payload: \(error.description)")
+        }
+        let expected = report.payloadDigest!
+        guard constantTimeEqual(digest.span, expected.span) else {
+            report.signer = nil
+            return fail(.digestMismatch, "payload SHA-256 is \(hex(digest)), the descriptor says \(hex(expected))")
+        }
+        return report
+    }
+}
+
+extension ImageVerification {
+    /// Steps 2-5 of verification on descriptor bytes alone (their offset in the
+    /// partition is `descriptorOffset`): bounds, trusted key, key kind, signature. On
+    /// success `signer` is set; the payload digest is the caller's to check. Used for
+    /// images (after the footer) and for streams (before the payload arrives).
+    public static func verifyDescriptor(_ descriptorBytes: [UInt8], descriptorOffset: UInt64, keys: KeyDirectory,
+                                        into start: ImageReport = .init(code: .ok)) -> ImageReport {
+        var report = start
+        func fail(_ code: StatusCode, _ reason: String) -> ImageReport {
+            report.code = code
+            report.reason = reason
+            report.signer = nil
+            return report
+        }
         let descriptor: SlotDescriptor
-        do { descriptor = try SlotDescriptor.parse(descriptorBytes.span, descriptorOffset: footer.descriptorOffset) } catch {
+        do { descriptor = try SlotDescriptor.parse(descriptorBytes.span, descriptorOffset: descriptorOffset) } catch {
             return fail(error.statusCode, error.reason.description)
         }
         report.descriptor = descriptor
@@ -128,15 +179,6 @@ public enum ImageVerification {
             return fail(.cryptoError, error.message)
         }
         report.signer = key
-        let digest: [UInt8]
-        do { digest = try hasher.digest(store, offset: offset, count: descriptor.payloadSize) } catch {
-            return fail(.ioError, "reading the payload: \(error.description)")
-        }
-        let expected = report.payloadDigest!
-        guard constantTimeEqual(digest.span, expected.span) else {
-            report.signer = nil
-            return fail(.digestMismatch, "payload SHA-256 is \(hex(digest)), the descriptor says \(hex(expected))")
-        }
         return report
     }
 }

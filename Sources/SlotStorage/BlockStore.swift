@@ -49,3 +49,23 @@ extension BlockStore {
         if let failure { throw failure }
     }
 }
+
+/// A one-way byte source: `install -` reads the OTA client's stream through it.
+public protocol ByteStream: AnyObject {
+    var name: String { get }
+    /// Reads up to `buffer.count` bytes; 0 means the stream has ended.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int
+}
+
+extension ByteStream {
+    /// Fills `buffer` completely; returns how many bytes came before the stream ended.
+    public func readFully(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+}

@@ -105,3 +105,36 @@ public final class FileBlockStore: BlockStore {
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }
+
+/// A stream on a file descriptor (standard input for `install -`, or an opened file).
+public final class FileByteStream: ByteStream {
+    public let name: String
+    private let fd: Int32
+    private let owned: Bool
+
+    /// Standard input.
+    public init() {
+        name = "standard input"
+        fd = 0
+        owned = false
+    }
+
+    public init(path: String) throws(StorageError) {
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())") }
+        name = path
+        fd = descriptor
+        owned = true
+    }
+
+    deinit { if owned { Glibc.close(fd) } }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
+        while true {
+            let got = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if got >= 0 { return got }
+            if errno == EINTR { continue }
+            throw StorageError(.read, path: name, detail: "read failed: \(errnoText())")
+        }
+    }
+}

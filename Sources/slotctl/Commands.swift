@@ -23,7 +23,7 @@ struct Commands {
         "set-active": (["--tries"], [], 1...1),
         "format": (["--size", "--slots", "--slot-size", "--name"], ["--force"], 0...0),
         "verify": (["--image"], [], 0...1),
-        "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size"], [], 1...1),
+        "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size"], ["--stream"], 1...1),
         "counters": (["--locations"], [], 0...1),
         "install": (["--slot", "--tries"], [], 1...1),
     ]
@@ -422,16 +422,30 @@ struct Commands {
         let request = SignFlow.Request(payloadSize: payload.byteCount, partitionSize: partitionSize, rollbackIndex: rollbackIndex,
                                        rollbackLocation: location, version: line.flags["--version"] ?? "")
         let layout = try flow { () throws(FlowError) in try SignFlow.layout(request, algorithm: algorithm) }
-        try SystemFiles.createImage(output, size: layout.partitionSize, truncate: true)
+        // With --stream the image is made beside the output, turned into the stream form
+        // (descriptor first, for `install -`), and removed.
+        let streamed = line.switches.contains("--stream")
+        let imagePath = streamed ? output + ".image.tmp" : output
+        try SystemFiles.createImage(imagePath, size: layout.partitionSize, truncate: true)
         let target: FileBlockStore
-        do { target = try FileBlockStore(path: output, writable: true, sectorSize: 512) } catch {
+        do { target = try FileBlockStore(path: imagePath, writable: true, sectorSize: 512) } catch {
             throw CLIError(.ioError, error.description)
         }
         let descriptor = try flow { () throws(FlowError) in
             try SignFlow.sign(payload: payload, output: target, key: key, request: request, hasher: PayloadHasher())
         }
+        if streamed {
+            defer { SystemFiles.remove(imagePath) }
+            try SystemFiles.createImage(output, size: 0, truncate: true)
+            let streamFile: FileBlockStore
+            do { streamFile = try FileBlockStore(path: output, writable: true, sectorSize: 512) } catch {
+                throw CLIError(.ioError, error.description)
+            }
+            try flow { () throws(FlowError) in try InstallFlow.writeStream(image: target, to: streamFile) }
+        }
         var json = JSONObject()
         json.set("image", output)
+        json.set("stream", streamed)
         json.set("size", layout.partitionSize)
         json.set("payload_size", descriptor.payloadSize)
         json.set("descriptor_offset", layout.descriptorOffset)
@@ -449,9 +463,6 @@ struct Commands {
     /// says. The default target is the slot that is not running (with two slots).
     private mutating func install() throws(CLIError) -> Outcome {
         let imagePath = line.positional[0]
-        guard imagePath != "-" else {
-            throw CLIError(.usage, "install -: installing from a stream needs the stream framing, which is not available yet; give an image file")
-        }
         var tries = Policy.defaultTries
         if let text = line.flags["--tries"] {
             guard let value = UInt8(text), value >= 1, value <= SlotState.maxTries else {
@@ -475,15 +486,29 @@ struct Commands {
             }
             target = others[0]
         }
-        let source: FileBlockStore
-        do { source = try FileBlockStore(path: imagePath, writable: false, sectorSize: 512) } catch {
-            throw CLIError(.ioError, error.description)
-        }
         let keys = KeyDirectory(path: settings.keys)
         let counters = try counters()
+        // `-` and files in the stream form are read front to back; image files from the end.
+        var stream: ByteStream? = nil
+        var source: FileBlockStore? = nil
+        do {
+            if imagePath == "-" {
+                stream = FileByteStream()
+            } else {
+                let file = try FileBlockStore(path: imagePath, writable: false, sectorSize: 512)
+                let head = file.byteCount >= 8 ? try file.readBytes(count: 8, at: 0) : []
+                if StreamHeader.isStream(head.span) { stream = try FileByteStream(path: imagePath) } else { source = file }
+            }
+        } catch {
+            throw CLIError(.ioError, error.description)
+        }
         let report = try flow { () throws(FlowError) in
-            try InstallFlow.install(source: source, disk: disk, target: target, booted: booted, keys: keys, counters: counters,
-                                    hasher: PayloadHasher(), tries: tries)
+            if let stream {
+                return try InstallFlow.installStream(stream, disk: disk, target: target, booted: booted, keys: keys,
+                                                     counters: counters, hasher: PayloadHasher(), tries: tries)
+            }
+            return try InstallFlow.install(source: source!, disk: disk, target: target, booted: booted, keys: keys,
+                                           counters: counters, hasher: PayloadHasher(), tries: tries)
         }
         warnings += report.warnings
         let name = SlotFlows.letterText(report.slot)

@@ -45,7 +45,7 @@ struct Invocation {
                                "--sector-size", "--verification"]
     static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
                                 "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations"]
-    static let commandSwitches = ["--dry-run", "--force"]
+    static let commandSwitches = ["--dry-run", "--force", "--stream"]
 
     static func parse(_ args: [String]) throws(CLIError) -> Invocation {
         var line = Invocation()

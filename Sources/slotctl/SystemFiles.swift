@@ -53,6 +53,8 @@ enum SystemFiles {
 
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    static func remove(_ path: String) { unlink(path) }
+
     /// Creates an image file of `size` bytes, sparse (emptied first when `truncate`).
     static func createImage(_ path: String, size: UInt64, truncate: Bool = false) throws(CLIError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0o644)

@@ -19,7 +19,7 @@ enum Tools {
     }
 
     @discardableResult
-    static func run(_ program: String, _ arguments: [String], stdin: String? = nil) throws -> Run {
+    static func run(_ program: String, _ arguments: [String], stdinFile: String? = nil) throws -> Run {
         let process = Process()
         if program.hasPrefix("/") {
             process.executableURL = URL(fileURLWithPath: program)
@@ -44,7 +44,11 @@ enum Tools {
         let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        if let stdinFile {
+            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: stdinFile))
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         try process.run()
         process.waitUntilExit()
         try out.close()
@@ -63,7 +67,9 @@ enum Tools {
         return result.stdout
     }
 
-    static func slotctl(_ arguments: [String]) throws -> Run { try run(slotctl, arguments) }
+    static func slotctl(_ arguments: [String], stdinFile: String? = nil) throws -> Run {
+        try run(slotctl, arguments, stdinFile: stdinFile)
+    }
 
     /// A fresh scratch directory, removed by the caller's `defer`.
     static func scratch() throws -> URL {
