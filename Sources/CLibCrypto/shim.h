@@ -7,3 +7,4 @@
 #include <openssl/x509.h>
 #include <openssl/crypto.h>
 #include <openssl/core_names.h>
+#include <openssl/rand.h>

@@ -55,11 +55,25 @@ public final class SHA256Stream {
         return digest
     }
 
+    /// Writes the 32-byte digest to `out`; the stream is reset. No allocation.
+    public func finish(into out: UnsafeMutableRawPointer) {
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, out.assumingMemoryBound(to: UInt8.self), &length)
+        reset()
+    }
+
     public static func digest(_ bytes: [UInt8]) -> [UInt8] {
         let stream = SHA256Stream()
         bytes.withUnsafeBytes { stream.update($0) }
         return stream.finish()
     }
+}
+
+/// Cryptographically random bytes from OpenSSL (for verity salts).
+public func randomBytes(_ count: Int) throws(CryptoError) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    guard RAND_bytes(&bytes, Int32(count)) == 1 else { throw CryptoError.openSSL("RAND_bytes failed") }
+    return bytes
 }
 
 /// The kinds of key slotctl signs and verifies with.

@@ -105,8 +105,11 @@ public struct ImageReport {
 public enum ImageVerification {
     /// Verifies the image in bytes [offset, offset + size) of `store`: a slot partition
     /// or an image file. Never throws: every failure is a report with a code.
+    /// With `verityTopOnly`, an image with a dm-verity tree is checked by its signed root
+    /// hash against the tree's top block instead of hashing the whole payload: `boot` does
+    /// this, and dm-verity checks every block as it is read afterwards.
     public static func verify(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
-                              hasher: PayloadHasher) -> ImageReport {
+                              hasher: PayloadHasher, verityTopOnly: Bool = false) -> ImageReport {
         var report = ImageReport(code: .ok)
         func fail(_ code: StatusCode, _ reason: String) -> ImageReport {
             report.code = code
@@ -129,6 +132,21 @@ public enum ImageVerification {
         }
         report = verifyDescriptor(descriptorBytes, descriptorOffset: footer.descriptorOffset, keys: keys, into: report)
         guard report.verified, let descriptor = report.descriptor else { return report }
+        if verityTopOnly && descriptor.hasVerity {
+            let v = descriptor.verity
+            let top: [UInt8]
+            do { top = try store.readBytes(count: Int(v.hashBlockSize), at: offset + v.treeOffset) } catch {
+                return fail(.ioError, "reading the hash tree: \(error.description)")
+            }
+            let salt = (0..<Int(v.saltSize)).map { v.salt[$0] }
+            let root = VerityBuilder.rootHash(topBlock: top, salt: salt)
+            let expected = (0..<32).map { v.rootHash[$0] }
+            guard constantTimeEqual(root.span, expected.span) else {
+                report.signer = nil
+                return fail(.digestMismatch, "dm-verity root hash of the tree is \(hex(root)), the descriptor says \(hex(expected))")
+            }
+            return report
+        }
         let digest: [UInt8]
         do { digest = try hasher.digest(store, offset: offset, count: descriptor.payloadSize) } catch {
             return fail(.ioError, "reading the payload: \(error.description)")
@@ -143,6 +161,16 @@ public enum ImageVerification {
 }
 
 extension ImageVerification {
+    /// The descriptor of the image in [offset, offset + size), parsed and bounded but not
+    /// verified: for reporting what `boot` already verified (the dm-verity parameters).
+    public static func readDescriptor(_ store: BlockStore, offset: UInt64, size: UInt64) -> SlotDescriptor? {
+        guard size >= UInt64(ImageFooter.size),
+              let footerBytes = try? store.readBytes(count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size)),
+              let footer = try? ImageFooter.parse(footerBytes.span, partitionSize: size),
+              let bytes = try? store.readBytes(count: Int(footer.descriptorSize), at: offset + footer.descriptorOffset) else { return nil }
+        return try? SlotDescriptor.parse(bytes.span, descriptorOffset: footer.descriptorOffset)
+    }
+
     /// Steps 2-5 of verification on descriptor bytes alone (their offset in the
     /// partition is `descriptorOffset`): bounds, trusted key, key kind, signature. On
     /// success `signer` is set; the payload digest is the caller's to check. Used for
@@ -224,7 +252,7 @@ public struct SignedSlotVerifier: SlotVerifier {
 
     public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
         let report = ImageVerification.verify(store, offset: table.byteOffset(slot), size: table.byteSize(slot),
-                                              keys: keys, hasher: hasher)
+                                              keys: keys, hasher: hasher, verityTopOnly: true)
         guard report.verified, let descriptor = report.descriptor else {
             return .rejected(code: report.code, reason: report.reason ?? "verification failed")
         }
@@ -265,20 +293,29 @@ public enum SignFlow {
         public var rollbackIndex: UInt64
         public var rollbackLocation: UInt32
         public var version: String
+        /// With a salt: build a dm-verity tree (4 KiB blocks) after the padded payload.
+        public var veritySalt: [UInt8]?
 
-        public init(payloadSize: UInt64, partitionSize: UInt64?, rollbackIndex: UInt64, rollbackLocation: UInt32, version: String) {
+        public init(payloadSize: UInt64, partitionSize: UInt64?, rollbackIndex: UInt64, rollbackLocation: UInt32, version: String,
+                    veritySalt: [UInt8]? = nil) {
             self.payloadSize = payloadSize
             self.partitionSize = partitionSize
             self.rollbackIndex = rollbackIndex
             self.rollbackLocation = rollbackLocation
             self.version = version
+            self.veritySalt = veritySalt
         }
     }
 
     public struct Layout {
         public var descriptorOffset: UInt64
         public var partitionSize: UInt64
+        /// With verity: the signed payload size (padded to whole blocks) and the tree.
+        public var signedPayloadSize: UInt64
+        public var geometry: VerityGeometry?
     }
+
+    static let verityBlock: UInt32 = 4096
 
     static let alignment: UInt64 = 4096
 
@@ -288,13 +325,25 @@ public enum SignFlow {
         let descriptorSize = UInt64(SlotDescriptor.signedSize + algorithm.signatureSize)
         let (padded, overflow) = request.payloadSize.addingReportingOverflow(alignment - 1)
         guard !overflow else { throw FlowError(.usage, "sign: payload too large") }
-        let descriptorOffset = padded / alignment * alignment
+        var descriptorOffset = padded / alignment * alignment
+        var geometry: VerityGeometry? = nil
+        var signedPayloadSize = request.payloadSize
+        if request.veritySalt != nil {
+            // dm-verity covers whole blocks: the payload is padded with zeros (to at least two
+            // blocks, so there is a tree) and signed padded.
+            descriptorOffset = max(descriptorOffset, 2 * UInt64(verityBlock))
+            signedPayloadSize = descriptorOffset
+            geometry = VerityGeometry(dataBlocks: signedPayloadSize / UInt64(verityBlock), hashBlockSize: verityBlock)
+            guard let geometry else { throw FlowError(.usage, "sign --verity: the payload is empty") }
+            descriptorOffset += geometry.treeBytes
+        }
         let needed = descriptorOffset + descriptorSize + UInt64(ImageFooter.size)
         let partitionSize = request.partitionSize ?? (needed + alignment - 1) / alignment * alignment
         guard needed <= partitionSize else {
             throw FlowError(.usage, "sign: payload of \(request.payloadSize) bytes with its descriptor and footer needs \(needed) bytes; --partition-size is \(partitionSize)")
         }
-        return Layout(descriptorOffset: descriptorOffset, partitionSize: partitionSize)
+        return Layout(descriptorOffset: descriptorOffset, partitionSize: partitionSize, signedPayloadSize: signedPayloadSize,
+                      geometry: geometry)
     }
 
     /// Writes the signed image to `output` (already `layout.partitionSize` bytes of zeros)
@@ -320,9 +369,29 @@ public enum SignFlow {
         for (i, byte) in key.keyID.enumerated() { descriptor.keyID[i] = byte }
         for (i, byte) in versionBytes.enumerated() { descriptor.versionString[i] = byte }
         do {
-            let digest = try hasher.copyAndDigest(from: payload, to: output, count: request.payloadSize)
+            var digest = try hasher.copyAndDigest(from: payload, to: output, count: request.payloadSize)
+            if layout.signedPayloadSize != request.payloadSize {
+                // The output holds zeros past the payload: hash the padded payload as signed.
+                digest = try hasher.digest(output, offset: 0, count: layout.signedPayloadSize)
+            }
             for (i, byte) in digest.enumerated() { descriptor.payloadDigest[i] = byte }
         } catch { throw FlowError.io(error, doing: "sign: copying the payload") }
+        descriptor.payloadSize = layout.signedPayloadSize
+        if let salt = request.veritySalt, let geometry = layout.geometry {
+            guard salt.count <= 64 else { throw FlowError(.usage, "sign --verity: salt longer than 64 bytes") }
+            let dataBlocks = layout.signedPayloadSize / UInt64(verityBlock)
+            let root = try VerityBuilder.build(source: output, target: output, dataBlocks: dataBlocks, blockSize: verityBlock,
+                                               salt: salt, treeOffset: layout.signedPayloadSize)
+            descriptor.flags |= SlotDescriptor.flagVerity
+            descriptor.verity.dataBlockSize = verityBlock
+            descriptor.verity.hashBlockSize = verityBlock
+            descriptor.verity.dataBlocks = dataBlocks
+            descriptor.verity.treeOffset = layout.signedPayloadSize
+            descriptor.verity.treeSize = geometry.treeBytes
+            descriptor.verity.saltSize = UInt32(salt.count)
+            for (i, byte) in salt.enumerated() { descriptor.verity.salt[i] = byte }
+            for (i, byte) in root.enumerated() { descriptor.verity.rootHash[i] = byte }
+        }
         var bytes = [UInt8](repeating: 0, count: descriptor.totalSize)
         var span = bytes.mutableSpan
         descriptor.serializeSigned(into: &span)

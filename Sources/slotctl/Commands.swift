@@ -23,7 +23,8 @@ struct Commands {
         "set-active": (["--tries"], [], 1...1),
         "format": (["--size", "--slots", "--slot-size", "--name"], ["--force"], 0...0),
         "verify": (["--image"], [], 0...1),
-        "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size"], ["--stream"], 1...1),
+        "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size", "--salt"],
+                 ["--stream", "--verity"], 1...1),
         "counters": (["--locations"], [], 0...1),
         "install": (["--slot", "--tries"], [], 1...1),
     ]
@@ -252,6 +253,12 @@ struct Commands {
         json.set("offset", report.table.byteOffset(slot))
         json.set("size", report.table.byteSize(slot))
         json.set("verification", settings.verification.rawValue)
+        if verifies, let descriptor = ImageVerification.readDescriptor(store, offset: report.table.byteOffset(slot),
+                                                                       size: report.table.byteSize(slot)), descriptor.hasVerity {
+            json.set("verity", Render.verityJSON(descriptor, device: Render.partitionDevice(store, report.table.partitionNumber(slot))))
+        } else {
+            json.setNull("verity")
+        }
         json.set("rejected", report.rejected.map { item in
             var o = JSONObject()
             o.set("slot", SlotFlows.letterText(item.letter))
@@ -419,8 +426,15 @@ struct Commands {
         do { payload = try FileBlockStore(path: payloadPath, writable: false, sectorSize: 512) } catch {
             throw CLIError(.ioError, error.description)
         }
+        var salt: [UInt8]? = nil
+        if let text = line.flags["--salt"] {
+            guard line.switches.contains("--verity") else { throw CLIError(.usage, "sign: --salt goes with --verity") }
+            salt = try parseHex(text, flag: "--salt")
+        } else if line.switches.contains("--verity") {
+            do { salt = try randomBytes(32) } catch { throw CLIError(.cryptoError, "sign: \(error.message)") }
+        }
         let request = SignFlow.Request(payloadSize: payload.byteCount, partitionSize: partitionSize, rollbackIndex: rollbackIndex,
-                                       rollbackLocation: location, version: line.flags["--version"] ?? "")
+                                       rollbackLocation: location, version: line.flags["--version"] ?? "", veritySalt: salt)
         let layout = try flow { () throws(FlowError) in try SignFlow.layout(request, algorithm: algorithm) }
         // With --stream the image is made beside the output, turned into the stream form
         // (descriptor first, for `install -`), and removed.
@@ -454,6 +468,11 @@ struct Commands {
         json.set("rollback_index", descriptor.rollbackIndex)
         json.set("rollback_location", Int(descriptor.rollbackLocation))
         json.set("version", request.version)
+        if descriptor.hasVerity {
+            json.set("verity", Render.verityJSON(descriptor, device: output))
+        } else {
+            json.setNull("verity")
+        }
         let text = "signed \(payloadPath) -> \(output): \(layout.partitionSize) bytes, \(algorithm.name), key \(hex(key.keyID)), "
             + "rollback index \(rollbackIndex) at location \(location)\n"
         return (.ok, text, json)

@@ -44,8 +44,8 @@ struct Invocation {
     static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file",
                                "--sector-size", "--verification"]
     static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
-                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations"]
-    static let commandSwitches = ["--dry-run", "--force", "--stream"]
+                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations", "--salt"]
+    static let commandSwitches = ["--dry-run", "--force", "--stream", "--verity"]
 
     static func parse(_ args: [String]) throws(CLIError) -> Invocation {
         var line = Invocation()
@@ -129,6 +129,22 @@ func parseSectorSize(_ text: String, source: String) throws(CLIError) -> Int {
         throw CLIError(.usage, "\(source): sector size must be 512 or 4096, not '\(text)'")
     }
     return value
+}
+
+/// Parses an even number of hex digits (at most 64 bytes).
+func parseHex(_ text: String, flag: String) throws(CLIError) -> [UInt8] {
+    let digits = Array(text.utf8)
+    guard digits.count % 2 == 0, digits.count <= 128 else { throw CLIError(.usage, "\(flag): '\(text)' is not up to 64 bytes of hex") }
+    var bytes: [UInt8] = []
+    var i = 0
+    while i < digits.count {
+        guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else {
+            throw CLIError(.usage, "\(flag): '\(text)' is not hex")
+        }
+        bytes.append(byte)
+        i += 2
+    }
+    return bytes
 }
 
 /// Parses a byte count: digits with an optional K, M, G (or KiB, MiB, GiB) binary suffix.

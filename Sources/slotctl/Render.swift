@@ -133,4 +133,21 @@ enum Render {
         text += report.verified ? "verdict: verified\n" : "verdict: refused (\(report.code.name)): \(report.reason ?? "")\n"
         return text
     }
+
+    /// What `veritysetup open --no-superblock` needs (spec/image-format.md).
+    static func verityJSON(_ d: SlotDescriptor, device: String) -> JSONObject {
+        let v = d.verity
+        var o = JSONObject()
+        o.set("data_device", device)
+        o.set("hash_device", device)
+        o.set("hash_offset", v.treeOffset)
+        o.set("data_blocks", v.dataBlocks)
+        o.set("data_block_size", Int(v.dataBlockSize))
+        o.set("hash_block_size", Int(v.hashBlockSize))
+        o.set("hash_algorithm", "sha256")
+        o.set("salt", hex((0..<Int(v.saltSize)).map { v.salt[$0] }))
+        o.set("root_hash", hex((0..<32).map { v.rootHash[$0] }))
+        o.set("no_superblock", true)
+        return o
+    }
 }

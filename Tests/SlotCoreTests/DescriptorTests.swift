@@ -106,7 +106,7 @@ import SlotTestSupport
                 d.payloadSize = 4096 * 70
                 d.verity.dataBlocks = 70
                 d.verity.treeOffset = 4096 * 70
-                d.verity.treeSize = 4096 * 2
+                d.verity.treeSize = 4096 // one level for 70 blocks
                 d.verity.saltSize = 32
             }
             var bytes = Self.bytes(d)
