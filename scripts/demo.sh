@@ -95,8 +95,13 @@ printf 'X' | dd of="$DEMO/image-v4-damaged" bs=1 seek=3 conv=notrunc status=none
 run install "$DEMO/image-v4-damaged" --tries 3
 show
 
-step "9. v4 intact: installed, boots and is confirmed; the counter goes to 4"
+step "9. v4 intact, this time signed with a dm-verity tree: installed, boots (tree top checked), confirmed; the counter goes to 4"
+slotctl sign --key "$DEMO/release.pem" --rollback-index 4 --version v4 --verity \
+  "$DEMO/payload-v4" -o "$DEMO/image-v4" | sed 's/^/  (build host) /'
 run install "$DEMO/image-v4" --tries 3
+echo "what the initramfs hook gets for veritysetup:"
+slotctl --json boot --dry-run | sed 's/.*"verity":\({[^}]*}\).*/  \1/'
+
 run boot
 run mark-successful
 show
