@@ -262,7 +262,8 @@ extension VerityParameters {
         let (covered, overflow) = dataBlocks.multipliedReportingOverflow(by: UInt64(dataBlockSize))
         guard !overflow, covered == payloadSize, payloadSize > 0 else { throw .badVerityParameters }
         let (treeEnd, overflow2) = treeOffset.addingReportingOverflow(treeSize)
-        guard !overflow2, treeOffset >= payloadSize, treeSize > 0, treeEnd <= descriptorOffset else { throw .badVerityParameters }
+        guard !overflow2, treeOffset >= payloadSize, treeSize > 0, treeEnd <= descriptorOffset,
+              treeOffset % UInt64(hashBlockSize) == 0 else { throw .badVerityParameters }
         // The tree is exactly as large as the data needs: its top block is where boot reads it.
         guard let geometry = VerityGeometry(dataBlocks: dataBlocks, hashBlockSize: hashBlockSize),
               geometry.treeBytes == treeSize else { throw .badVerityParameters }

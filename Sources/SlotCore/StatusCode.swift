@@ -18,6 +18,7 @@ public enum StatusCode: UInt8, Sendable {
     case writeFailed = 31
     case readbackMismatch = 32
     case targetIsBooted = 33
+    case runningUnconfirmed = 34
     case postcheckFailed = 40
     case noBootableSlot = 50
     case slotNotBootable = 51
@@ -48,6 +49,7 @@ public enum StatusCode: UInt8, Sendable {
         case .writeFailed: "write_failed"
         case .readbackMismatch: "readback_mismatch"
         case .targetIsBooted: "target_is_booted"
+        case .runningUnconfirmed: "running_unconfirmed"
         case .postcheckFailed: "postcheck_failed"
         case .noBootableSlot: "no_bootable_slot"
         case .slotNotBootable: "slot_not_bootable"

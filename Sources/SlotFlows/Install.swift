@@ -50,9 +50,7 @@ public enum InstallFlow {
         guard let index = table.slots.index(ofLetter: letter) else {
             throw FlowError(.usage, "install: no slot \(name) in the slot table")
         }
-        guard letter != booted else {
-            throw FlowError(.targetIsBooted, "install: slot \(name) is the running slot; install into another one")
-        }
+        try checkTarget(table, letter: letter, booted: booted)
         let slot = table.slots[index]
         let offset = table.byteOffset(slot), size = table.byteSize(slot)
         let descriptorEnd = footer.descriptorOffset + UInt64(footer.descriptorSize)
@@ -120,9 +118,7 @@ public enum InstallFlow {
         }
         let table = try TableStore.load(disk)
         guard let index = table.slots.index(ofLetter: letter) else { throw FlowError(.usage, "install: no slot \(name) in the slot table") }
-        guard letter != booted else {
-            throw FlowError(.targetIsBooted, "install: slot \(name) is the running slot; install into another one")
-        }
+        try checkTarget(table, letter: letter, booted: booted)
         let slot = table.slots[index]
         let offset = table.byteOffset(slot), size = table.byteSize(slot)
         let (descriptorEnd, overflow) = header.descriptorOffset.addingReportingOverflow(UInt64(header.descriptorSize))
@@ -175,6 +171,21 @@ public enum InstallFlow {
         warnings += active.warnings
         return Report(slot: letter, partition: table.partitionNumber(slot), descriptor: descriptor,
                       bytesWritten: descriptorEnd + UInt64(ImageFooter.size), tries: tries, warnings: warnings)
+    }
+
+    /// The running slot is never a target, and must itself be confirmed: the target is
+    /// made unbootable before it is written, so while the running slot is on trial an
+    /// interrupted install plus a failed trial would leave nothing to boot.
+    static func checkTarget(_ table: LoadedTable, letter: UInt8, booted: UInt8?) throws(FlowError) {
+        guard let booted else { return }
+        let name = SlotFlows.letterText(letter)
+        guard letter != booted else {
+            throw FlowError(.targetIsBooted, "install: slot \(name) is the running slot; install into another one")
+        }
+        if let running = table.slots.index(ofLetter: booted), !table.slots[running].state.successful {
+            throw FlowError(.runningUnconfirmed, "install: the running slot \(SlotFlows.letterText(booted)) is still on trial; "
+                + "confirm it (mark-successful) first, or an interrupted install and a failed trial would leave nothing to boot")
+        }
     }
 
     private static func receive(_ stream: ByteStream, _ count: Int, _ what: String) throws(FlowError) -> [UInt8] {

@@ -18,6 +18,7 @@ public final class PayloadHasher {
 
     /// SHA-256 of `count` bytes at `offset`.
     public func digest(_ store: BlockStore, offset: UInt64, count: UInt64) throws(StorageError) -> [UInt8] {
+        sha.reset() // a read error in an earlier use must not leak into this digest
         var done: UInt64 = 0
         while done < count {
             let n = Int(min(UInt64(buffer.count), count - done))
@@ -47,6 +48,7 @@ public final class PayloadHasher {
     /// the stream ended early.
     public func copyStream(from stream: ByteStream, to target: BlockStore, targetOffset: UInt64, count: UInt64,
                            hashed: UInt64) throws(StorageError) -> (received: UInt64, digest: [UInt8]) {
+        sha.reset()
         var done: UInt64 = 0
         while done < count {
             let n = Int(min(UInt64(buffer.count), count - done))
@@ -65,6 +67,7 @@ public final class PayloadHasher {
     /// Copies `count` bytes from `source` at 0 to `target` at 0 and returns their SHA-256:
     /// one pass, one buffer (used by `sign`).
     public func copyAndDigest(from source: BlockStore, to target: BlockStore, count: UInt64) throws(StorageError) -> [UInt8] {
+        sha.reset()
         var done: UInt64 = 0
         while done < count {
             let n = Int(min(UInt64(buffer.count), count - done))
@@ -155,6 +158,18 @@ public enum ImageVerification {
         guard constantTimeEqual(digest.span, expected.span) else {
             report.signer = nil
             return fail(.digestMismatch, "payload SHA-256 is \(hex(digest)), the descriptor says \(hex(expected))")
+        }
+        if descriptor.hasVerity {
+            // Every block of the tree, not just its top: rebuilt from the proven payload and
+            // compared byte for byte, so dm-verity will accept every block it reads later.
+            do {
+                if let problem = try VerityBuilder.check(store, offset: offset, descriptor: descriptor) {
+                    report.signer = nil
+                    return fail(.digestMismatch, problem)
+                }
+            } catch {
+                return fail(error.code, error.message)
+            }
         }
         return report
     }

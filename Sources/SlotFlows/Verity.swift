@@ -69,8 +69,68 @@ public enum VerityBuilder {
         }
     }
 
+    /// Rebuilds the tree of a signed image (at `offset` of `store`) and compares it with
+    /// the stored tree byte for byte and with the signed root hash. Returns why it differs,
+    /// or nil when it matches.
+    public static func check(_ store: BlockStore, offset: UInt64, descriptor: SlotDescriptor) throws(FlowError) -> String? {
+        let v = descriptor.verity
+        let region = OffsetStore(base: store, offset: offset)
+        let compare = CompareStore(base: region)
+        let salt = (0..<Int(v.saltSize)).map { v.salt[$0] }
+        let root = try build(source: region, target: compare, dataBlocks: v.dataBlocks, blockSize: v.hashBlockSize,
+                             salt: salt, treeOffset: v.treeOffset)
+        if let mismatch = compare.firstMismatch {
+            return "dm-verity hash tree differs from the payload's at byte \(mismatch - v.treeOffset) of the tree"
+        }
+        let expected = (0..<32).map { v.rootHash[$0] }
+        guard constantTimeEqual(root.span, expected.span) else {
+            return "dm-verity root hash is \(hex(root)), the descriptor says \(hex(expected))"
+        }
+        return nil
+    }
+
     /// SHA-256(salt || top block): the root hash `veritysetup` prints and `open` takes.
     public static func rootHash(topBlock: [UInt8], salt: [UInt8]) -> [UInt8] {
         SHA256Stream.digest(salt + topBlock)
     }
+}
+
+/// A view of a store shifted by `offset` (a slot partition inside a disk).
+final class OffsetStore: BlockStore {
+    let base: BlockStore
+    let offset: UInt64
+    init(base: BlockStore, offset: UInt64) {
+        self.base = base
+        self.offset = offset
+    }
+    var sectorSize: Int { base.sectorSize }
+    var byteCount: UInt64 { base.byteCount - offset }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at position: UInt64) throws(StorageError) {
+        try base.read(into: buffer, at: offset + position)
+    }
+    func write(_ bytes: UnsafeRawBufferPointer, at position: UInt64) throws(StorageError) {
+        try base.write(bytes, at: offset + position)
+    }
+    func flush() throws(StorageError) { try base.flush() }
+}
+
+/// A store whose writes compare instead of write: used to check a stored tree against
+/// the one the payload gives, with the very code that builds trees.
+final class CompareStore: BlockStore {
+    let base: BlockStore
+    private(set) var firstMismatch: UInt64? = nil
+    init(base: BlockStore) { self.base = base }
+    var sectorSize: Int { base.sectorSize }
+    var byteCount: UInt64 { base.byteCount }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at position: UInt64) throws(StorageError) {
+        try base.read(into: buffer, at: position)
+    }
+    func write(_ bytes: UnsafeRawBufferPointer, at position: UInt64) throws(StorageError) {
+        let stored = try base.readBytes(count: bytes.count, at: position)
+        for i in 0..<bytes.count where stored[i] != bytes[i] {
+            if firstMismatch == nil || position + UInt64(i) < firstMismatch! { firstMismatch = position + UInt64(i) }
+            break
+        }
+    }
+    func flush() throws(StorageError) {}
 }

@@ -95,6 +95,15 @@ struct Commands {
     /// The booted record (cli.md): the slot letter, and the rollback claim of the image
     /// that booted (`rollback LOCATION INDEX`) when it was verified.
     private func bootedRecord() throws(CLIError) -> (letter: UInt8, claim: RollbackClaim?) {
+        guard let record = try bootedRecordIfAny() else {
+            throw CLIError(.usage, "no booted slot recorded in \(settings.bootedFile) nor slotctl.slot= in \(settings.cmdlineFile); name the slot")
+        }
+        return record
+    }
+
+    /// The booted record, nil when nothing says which slot booted; a malformed record is
+    /// an error, never "unknown".
+    private func bootedRecordIfAny() throws(CLIError) -> (letter: UInt8, claim: RollbackClaim?)? {
         if let recorded = try SystemFiles.readText(settings.bootedFile) {
             let lines = recorded.split(separator: "\n").map(String.init)
             let letter = try slotArgument(Config.trim(lines.first ?? ""))
@@ -113,7 +122,7 @@ struct Commands {
                 return (try slotArgument(String(word.dropFirst("slotctl.slot=".count))), nil)
             }
         }
-        throw CLIError(.usage, "no booted slot recorded in \(settings.bootedFile) nor slotctl.slot= in \(settings.cmdlineFile); name the slot")
+        return nil
     }
 
     private var verifies: Bool { settings.verification == .signature }
@@ -277,9 +286,10 @@ struct Commands {
         let store = try openDisk(writable: true)
         let counters = successful && verifies ? try counters() : nil
         let verifier: SlotVerifier = successful ? try verifier(counters) : TableOnlyVerifier()
+        let booted = try bootedRecordIfAny()
         let report = try flow { () throws(FlowError) in
             successful ? try SlotFlows.markSuccessful(store, slot: letter, verifier: verifier, counters: counters,
-                                                      booted: try? bootedRecord())
+                                                      booted: booted)
                        : try SlotFlows.markFailed(store, slot: letter)
         }
         warnings += report.warnings
@@ -489,7 +499,7 @@ struct Commands {
             }
             tries = value
         }
-        let booted = try? bootedSlot()
+        let booted = try bootedRecordIfAny()?.letter
         let disk = try openDisk(writable: true)
         let target: UInt8
         if let named = line.flags["--slot"] {

@@ -149,6 +149,13 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
         let run = try slotctl(["install", good])
         #expect(run.status == 0 && run.stdout.contains("into slot b"), "\(run.stderr)")
         #expect(try slotctl(["boot"]).stdout == "b\n")
+        // b runs on trial: installing over a, the only confirmed slot, is refused (34).
+        do {
+            let snapshot = try Data(contentsOf: URL(fileURLWithPath: disk))
+            let refused = try slotctl(["install", v2])
+            #expect(refused.status == 34 && refused.stderr.contains("still on trial"), "\(refused.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: disk)) == snapshot)
+        }
         #expect(try slotctl(["mark-successful"]).stdout.contains("raised from 2 to 3"))
         try Tools.expectSgdiskClean(disk)
     }
@@ -246,29 +253,35 @@ final class MemoryByteStream: ByteStream {
         let disk = MemoryStore(bytes: [UInt8](repeating: 0, count: 8 << 20), sectorSize: 512)
         _ = try FormatFlow.format(disk, .init(slotCount: 2, slotBytes: 3 << 20, prefix: "root", force: false)) { GUID(low: 5, high: 6) }
         let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
-        _ = try InstallFlow.installStream(MemoryByteStream(stream), disk: disk, target: a, booted: nil, keys: keyDirectory,
-                                          counters: nil, hasher: PayloadHasher(), tries: 6)
-        _ = try SlotFlows.markSuccessful(disk, slot: a)
+        // As for the file form: the target a starts confirmed and above the running b.
+        for slot in [b, a] {
+            _ = try InstallFlow.installStream(MemoryByteStream(stream), disk: disk, target: slot, booted: nil, keys: keyDirectory,
+                                              counters: nil, hasher: PayloadHasher(), tries: 6)
+            _ = try SlotFlows.markSuccessful(disk, slot: slot)
+        }
         let start = disk.bytes
+        #expect(TableFixtures.states(start, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
         let clean = MemoryStore(bytes: start, sectorSize: 512)
-        _ = try InstallFlow.installStream(MemoryByteStream(stream), disk: clean, target: b, booted: a, keys: keyDirectory,
+        _ = try InstallFlow.installStream(MemoryByteStream(stream), disk: clean, target: a, booted: b, keys: keyDirectory,
                                           counters: nil, hasher: PayloadHasher(), tries: 2)
+        #expect(clean.writes == 4 + 2 + 2 + 4, "unbootable, two chunks, descriptor and footer, activation")
         let activationHeader = clean.writes - 3
         for cut in 0..<clean.writes {
             for cache in [PowerCutStore.Cache.keep, .lose, .randomSubset(seed: UInt64(cut))] {
                 let store = PowerCutStore(bytes: start, sectorSize: 512, cutAt: cut, tornBytes: 300, cache: cache)
-                _ = try? InstallFlow.installStream(MemoryByteStream(stream), disk: store, target: b, booted: a, keys: keyDirectory,
+                _ = try? InstallFlow.installStream(MemoryByteStream(stream), disk: store, target: a, booted: b, keys: keyDirectory,
                                                    counters: nil, hasher: PayloadHasher(), tries: 2)
                 let after = MemoryStore(bytes: store.surviving, sectorSize: 512)
                 let boot = try SlotFlows.boot(after, verifier: TableOnlyVerifier(), dryRun: true)
                 let chosen = boot.slots[boot.chosen]
-                if chosen.letter == b {
-                    #expect(cut >= activationHeader, "cut \(cut) \(cache)")
+                if chosen.letter == a {
+                    // Bootable by the table alone: it must hold a whole image (the same one here).
                     let check = ImageVerification.verify(after, offset: boot.table.byteOffset(chosen), size: boot.table.byteSize(chosen),
                                                          keys: keyDirectory, hasher: PayloadHasher())
-                    #expect(check.verified, "cut \(cut) \(cache): \(check.reason ?? "")")
+                    #expect(check.verified, "cut \(cut) \(cache): a is bootable with a broken image: \(check.reason ?? "")")
+                    #expect(cut < 4 || cut >= activationHeader, "cut \(cut) \(cache): a bootable while being written")
                 } else {
-                    #expect(chosen.letter == a, "cut \(cut) \(cache)")
+                    #expect(chosen.letter == b, "cut \(cut) \(cache)")
                 }
             }
         }

@@ -20,7 +20,7 @@ import Testing
     }
 
     /// One, two and three tree levels; a payload that is not whole blocks.
-    @Test(arguments: [1, 4096, 1_000_001, 65 * 1024 * 1024 + 1])
+    @Test(arguments: [1, 4096, 128 * 4096, 1_000_001, 65 * 1024 * 1024 + 1])
     func rootHashAndTreeMatchVeritysetup(payloadBytes: Int) throws {
         let dir = try Tools.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -89,9 +89,48 @@ import Testing
         #expect(try slotctl(["boot", "--dry-run"]).stdout == "a\n")
         #expect(try slotctl(["verify", "a"]).status == 23)
         try flip(slotStart + 12_345)
+        // A changed lower tree block: boot's top-block check passes, dm-verity would fail
+        // that block at run time; verify rebuilds the whole tree and refuses.
+        try flip(treeTop + 4096 + 10)
+        #expect(try slotctl(["verify", "a"]).status == 23)
+        try flip(treeTop + 4096 + 10)
+        #expect(try slotctl(["verify", "a"]).status == 0)
         // A changed top tree block: boot refuses the slot.
         try flip(treeTop + 7)
         run = try slotctl(["boot"])
         #expect(run.status == 50 && run.stderr.contains("dm-verity root hash"), "\(run.stderr)")
+    }
+
+    /// install checks every tree block (file and stream) before it activates anything.
+    @Test func installRefusesABadTreeAnywhere() throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = dir.appendingPathComponent("disk.img").path
+        func slotctl(_ args: [String], stdin: String? = nil) throws -> Run {
+            try Tools.slotctl(["--disk", disk, "--keys", keys.keys, "--config", "/dev/null",
+                               "--booted-file", dir.appendingPathComponent("booted").path] + args, stdinFile: stdin)
+        }
+        #expect(try slotctl(["format", "--size", "12M", "--slot-size", "4M"]).status == 0)
+        let payload = dir.appendingPathComponent("payload").path
+        try randomFile(payload, bytes: 600_000) // 147 blocks: two tree levels at 602112
+        let image = dir.appendingPathComponent("image").path, stream = dir.appendingPathComponent("stream").path
+        #expect(try Tools.slotctl(["sign", "--key", keys.privatePath("ed25519"), "--rollback-index", "1", "--verity", payload, "-o", image]).status == 0)
+        #expect(try Tools.slotctl(["sign", "--key", keys.privatePath("ed25519"), "--rollback-index", "1", "--verity", "--stream",
+                                   payload, "-o", stream]).status == 0)
+        for (path, shift) in [(image, 0), (stream, 64 + 380)] {
+            for treeByte in [10, 4096 + 10] { // top level, level 0
+                var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+                bytes[shift + 602_112 + treeByte] ^= 0x01
+                let bad = dir.appendingPathComponent("bad").path
+                try bytes.write(to: URL(fileURLWithPath: bad))
+                #expect(try Tools.slotctl(["--keys", keys.keys, "--config", "/dev/null", "verify", "--image", bad]).status == (shift == 0 ? 23 : 26))
+                let run = path == image ? try slotctl(["install", bad, "--slot", "a"]) : try slotctl(["install", "-", "--slot", "a"], stdin: bad)
+                #expect(run.status == (path == image ? 23 : 32), "\(path) tree byte \(treeByte): \(run.status) \(run.stderr)")
+                let status = try Tools.json(try slotctl(["--json", "status"]).stdout)["result"] as! [String: Any]
+                #expect((status["slots"] as! [[String: Any]])[0]["bootable"] as? Bool == false)
+            }
+        }
+        #expect(try slotctl(["install", "-", "--slot", "a"], stdin: stream).status == 0)
+        #expect(try slotctl(["boot"]).stdout == "a\n")
     }
 }

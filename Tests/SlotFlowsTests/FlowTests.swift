@@ -1,5 +1,6 @@
 import Testing
 import SlotCore
+import SlotCrypto
 import SlotFlows
 import SlotStorage
 import SlotTestSupport
@@ -225,5 +226,21 @@ struct Regions {
             store.bytes.replaceSubrange(header, with: sector)
         }
         #expect { try SlotFlows.status(store) } throws: { ($0 as? FlowError)?.code == .duplicateSlot }
+    }
+}
+
+/// One hasher serves every slot in a boot: a read error part way through one slot must
+/// not leak into the next slot's digest.
+@Suite struct HasherTests {
+    @Test func aReadErrorDoesNotPoisonTheNextDigest() throws {
+        var bytes = [UInt8](repeating: 0, count: 6 << 20)
+        for i in 0..<bytes.count { bytes[i] = UInt8(truncatingIfNeeded: i &* 31) }
+        let store = MemoryStore(bytes: bytes, sectorSize: 512)
+        store.failingReadRange = UInt64(1 << 20)..<UInt64((1 << 20) + 10) // the second chunk of "slot A"
+        let hasher = PayloadHasher()
+        #expect(throws: StorageError.self) { _ = try hasher.digest(store, offset: 0, count: 3 << 20) }
+        store.failingReadRange = nil
+        let slotB = try hasher.digest(store, offset: 3 << 20, count: 3 << 20)
+        #expect(slotB == SHA256Stream.digest(Array(bytes[(3 << 20)...])))
     }
 }
