@@ -36,34 +36,11 @@ public enum InstallFlow {
         guard report.verified, let descriptor = report.descriptor, let footer = report.footer else {
             throw FlowError(report.code, "install: the image is refused: \(report.reason ?? "verification failed"); nothing was written")
         }
-        if let counters {
-            switch RollbackCheck.check(descriptor, counters) {
-            case .current: break
-            case .below(let stored):
-                throw FlowError(.rollback, "install: \(RollbackCheck.reason(descriptor, stored: stored)); nothing was written")
-            case .unavailable(let error):
-                throw FlowError(error.code, "install: rollback counters: \(error.message); nothing was written")
-            }
-        }
-        // 2. The target and its room.
-        let table = try TableStore.load(disk)
-        guard let index = table.slots.index(ofLetter: letter) else {
-            throw FlowError(.usage, "install: no slot \(name) in the slot table")
-        }
-        try checkTarget(table, letter: letter, booted: booted)
-        let slot = table.slots[index]
-        let offset = table.byteOffset(slot), size = table.byteSize(slot)
-        let descriptorEnd = footer.descriptorOffset + UInt64(footer.descriptorSize)
-        guard descriptorEnd <= size - UInt64(ImageFooter.size) else {
-            throw FlowError(.noSpace, "install: the image needs \(descriptorEnd + UInt64(ImageFooter.size)) bytes; slot \(name) has \(size); nothing was written")
-        }
-        // 3. The target stops being bootable before its first byte changes.
-        var slots = table.slots
-        Policy.markUnbootable(&slots, index)
-        var warnings: [String] = []
-        if slots[index].attributes != table.slots[index].attributes || table.needsRepair {
-            if let warning = try TableStore.save(disk, table, slots: slots) { warnings.append(warning) }
-        }
+        try checkRollback(descriptor, counters)
+        // 2 and 3. The target, its room, and it stops being bootable.
+        var target = try prepareTarget(disk, letter: letter, booted: booted, descriptorOffset: footer.descriptorOffset,
+                                       descriptorSize: footer.descriptorSize)
+        let offset = target.offset, size = target.size, descriptorEnd = target.descriptorEnd
         // 4. Copy, then the footer where boot looks for it: the end of the partition.
         do {
             try hasher.copy(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
@@ -75,16 +52,8 @@ public enum InstallFlow {
         } catch {
             throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description); slot \(name) stays unbootable")
         }
-        // 5. Read back and verify as boot will.
-        let check = ImageVerification.verify(disk, offset: offset, size: size, keys: keys, hasher: hasher)
-        guard check.verified, check.payloadDigest == report.payloadDigest, check.keyID == report.keyID else {
-            throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image"); it stays unbootable")
-        }
-        // 6. On trial from the next boot.
-        let active = try SlotFlows.setActive(disk, slot: letter, tries: tries)
-        warnings += active.warnings
-        return Report(slot: letter, partition: table.partitionNumber(slot), descriptor: descriptor, bytesWritten: descriptorEnd + 64,
-                      tries: tries, warnings: warnings)
+        // 5 and 6. Read back and verify as boot will, then on trial from the next boot.
+        return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
     }
 
     /// `install -`: the same steps for the stream form (spec/install.md). The descriptor
@@ -107,30 +76,10 @@ public enum InstallFlow {
         guard report.verified, let descriptor = report.descriptor else {
             throw FlowError(report.code, "install: the stream is refused: \(report.reason ?? "verification failed"); nothing was written")
         }
-        if let counters {
-            switch RollbackCheck.check(descriptor, counters) {
-            case .current: break
-            case .below(let stored):
-                throw FlowError(.rollback, "install: \(RollbackCheck.reason(descriptor, stored: stored)); nothing was written")
-            case .unavailable(let error):
-                throw FlowError(error.code, "install: rollback counters: \(error.message); nothing was written")
-            }
-        }
-        let table = try TableStore.load(disk)
-        guard let index = table.slots.index(ofLetter: letter) else { throw FlowError(.usage, "install: no slot \(name) in the slot table") }
-        try checkTarget(table, letter: letter, booted: booted)
-        let slot = table.slots[index]
-        let offset = table.byteOffset(slot), size = table.byteSize(slot)
-        let (descriptorEnd, overflow) = header.descriptorOffset.addingReportingOverflow(UInt64(header.descriptorSize))
-        guard !overflow, descriptorEnd <= size - UInt64(ImageFooter.size) else {
-            throw FlowError(.noSpace, "install: the image needs more than the \(size) bytes of slot \(name); nothing was written")
-        }
-        var slots = table.slots
-        Policy.markUnbootable(&slots, index)
-        var warnings: [String] = []
-        if slots[index].attributes != table.slots[index].attributes || table.needsRepair {
-            if let warning = try TableStore.save(disk, table, slots: slots) { warnings.append(warning) }
-        }
+        try checkRollback(descriptor, counters)
+        var target = try prepareTarget(disk, letter: letter, booted: booted, descriptorOffset: header.descriptorOffset,
+                                       descriptorSize: header.descriptorSize)
+        let offset = target.offset, size = target.size
         let copied = try copyStream(stream, hasher, disk, offset, header.descriptorOffset, descriptor.payloadSize, name)
         let received = copied.received, digest = copied.digest
         guard received == header.descriptorOffset else {
@@ -163,14 +112,70 @@ public enum InstallFlow {
         } catch {
             throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description); slot \(name) stays unbootable")
         }
-        let check = ImageVerification.verify(disk, offset: offset, size: size, keys: keys, hasher: hasher)
-        guard check.verified, check.payloadDigest == report.payloadDigest, check.keyID == report.keyID else {
+        return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
+    }
+
+    /// Where an install writes, and what it has to say afterwards.
+    struct Target {
+        var table: LoadedTable
+        var index: Int
+        var offset: UInt64
+        var size: UInt64
+        var descriptorEnd: UInt64
+        var warnings: [String]
+    }
+
+    /// With counters, the image's rollback index must not be below its counter.
+    static func checkRollback(_ descriptor: SlotDescriptor, _ counters: RollbackCounters?) throws(FlowError) {
+        guard let counters else { return }
+        switch RollbackCheck.check(descriptor, counters) {
+        case .current: break
+        case .below(let stored):
+            throw FlowError(.rollback, "install: \(RollbackCheck.reason(descriptor, stored: stored)); nothing was written")
+        case .unavailable(let error):
+            throw FlowError(error.code, "install: rollback counters: \(error.message); nothing was written")
+        }
+    }
+
+    /// Steps 2 and 3: the target exists and may be written, the image fits (footer at the
+    /// partition's end), and the target is made unbootable and persisted before its
+    /// first byte changes.
+    static func prepareTarget(_ disk: BlockStore, letter: UInt8, booted: UInt8?, descriptorOffset: UInt64,
+                              descriptorSize: UInt32) throws(FlowError) -> Target {
+        let name = SlotFlows.letterText(letter)
+        let table = try TableStore.load(disk)
+        guard let index = table.slots.index(ofLetter: letter) else { throw FlowError(.usage, "install: no slot \(name) in the slot table") }
+        try checkTarget(table, letter: letter, booted: booted)
+        let slot = table.slots[index]
+        let size = table.byteSize(slot)
+        let (descriptorEnd, overflow) = descriptorOffset.addingReportingOverflow(UInt64(descriptorSize))
+        guard !overflow, descriptorEnd <= size - UInt64(ImageFooter.size) else {
+            throw FlowError(.noSpace, "install: the image needs more than the \(size) bytes of slot \(name); nothing was written")
+        }
+        var slots = table.slots
+        Policy.markUnbootable(&slots, index)
+        var warnings: [String] = []
+        if slots[index].attributes != table.slots[index].attributes || table.needsRepair {
+            if let warning = try TableStore.save(disk, table, slots: slots) { warnings.append(warning) }
+        }
+        return Target(table: table, index: index, offset: table.byteOffset(slot), size: size, descriptorEnd: descriptorEnd,
+                      warnings: warnings)
+    }
+
+    /// Steps 5 and 6: the slot must read back as the image that was verified (full
+    /// verification, tree included), then it is activated on trial.
+    static func readBackAndActivate(_ disk: BlockStore, _ target: inout Target, letter: UInt8, expected: ImageReport,
+                                    keys: KeyDirectory, hasher: PayloadHasher, tries: UInt8) throws(FlowError) -> Report {
+        let name = SlotFlows.letterText(letter)
+        let check = ImageVerification.verify(disk, offset: target.offset, size: target.size, keys: keys, hasher: hasher)
+        guard check.verified, check.payloadDigest == expected.payloadDigest, check.keyID == expected.keyID,
+              let descriptor = expected.descriptor else {
             throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image"); it stays unbootable")
         }
         let active = try SlotFlows.setActive(disk, slot: letter, tries: tries)
-        warnings += active.warnings
-        return Report(slot: letter, partition: table.partitionNumber(slot), descriptor: descriptor,
-                      bytesWritten: descriptorEnd + UInt64(ImageFooter.size), tries: tries, warnings: warnings)
+        target.warnings += active.warnings
+        return Report(slot: letter, partition: target.table.partitionNumber(target.table.slots[target.index]), descriptor: descriptor,
+                      bytesWritten: target.descriptorEnd + UInt64(ImageFooter.size), tries: tries, warnings: target.warnings)
     }
 
     /// The running slot is never a target, and must itself be confirmed: the target is
