@@ -22,7 +22,3 @@ public struct FlowError: Error, CustomStringConvertible {
 extension TableError {
     public var text: String { reason.description }
 }
-
-extension StaticString {
-    var text: String { description }
-}
