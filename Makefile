@@ -1,11 +1,12 @@
 # slotctl — see README.md. `make test` and `make demo` install what is missing first.
 SWIFT ?= swift
+SHELL := /bin/bash
 EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -parse-as-library \
                  -target x86_64-unknown-linux-gnu
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps build release static test demo bench check-embedded clean
+.PHONY: all deps build release static test demo bench fuzz check-embedded clean
 
 all: build
 
@@ -45,3 +46,24 @@ check-embedded:
 
 clean:
 	rm -rf .build
+
+# libFuzzer targets for the parsers of untrusted bytes (GPT header and entries, signed
+# descriptor/footer/stream header, TPM responses), each run FUZZ_SECONDS, seeded from
+# Fixtures/make-fuzz-corpus.sh. A crash stops with its input in .build/fuzz/.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS = GPT Image TPM
+fuzz: deps build
+	@mkdir -p .build/fuzz
+	@rm -rf .build/fuzz/corpus && bash Fixtures/make-fuzz-corpus.sh .build/fuzz/corpus .build/debug/slotctl
+	@for t in $(FUZZ_TARGETS); do \
+	  swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name SlotCore $(CORE_SOURCES) Fuzz/Fuzz$$t.swift \
+	    -o .build/fuzz/fuzz-$$t 2> >(grep -v "Cannot export local symbol" >&2) || exit 1; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	  c=$$(echo $$t | tr A-Z a-z); mkdir -p .build/fuzz/work-$$c; \
+	  echo "fuzz-$$t: $(FUZZ_SECONDS) s"; \
+	  SWIFT_BACKTRACE=enable=no .build/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=.build/fuzz/crash-$$c- .build/fuzz/work-$$c .build/fuzz/corpus/$$c 2>&1 \
+	    | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
