@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps build release static test demo bench fuzz check-embedded clean
+.PHONY: all deps build release static test test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -67,3 +67,10 @@ fuzz: deps build
 	    | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
+
+# The whole suite under AddressSanitizer (and LeakSanitizer), slotctl itself included.
+test-asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --build-path .build/asan 2> >(grep -v "Cannot export local symbol" >&2)
+	SLOTCTL_BIN=$(CURDIR)/.build/asan/debug/slotctl SWIFT_BACKTRACE=enable=no \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/Fixtures/lsan.supp \
+	  $(SWIFT) test --skip-build --sanitize=address --build-path .build/asan
