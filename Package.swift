@@ -17,7 +17,7 @@ let package = Package(
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "SlotStorage", dependencies: ["SlotCore"]),
         .target(name: "SlotCrypto", dependencies: ["SlotCore", "CLibCrypto"]),
-        .target(name: "SlotCounters", dependencies: ["SlotCore"]),
+        .target(name: "SlotCounters", dependencies: ["SlotCore", "SlotStorage"]),
         .target(name: "SlotFlows", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters"]),
         .executableTarget(name: "slotctl", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows", "CLibUUID"]),
         .target(name: "SlotTestSupport", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows"],

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SlotCore
+import SlotStorage
 
 /// The development counter store: a small text file, replaced power-cut safely (temp
 /// file, fsync, rename, fsync of the directory). Not hardware-backed: anyone who can
@@ -20,16 +21,10 @@ public final class FileCounters: RollbackCounters {
     }
 
     func load() throws(CounterError) -> [UInt64]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw CounterError("\(path): cannot open: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 4096)
-        let got = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard got >= 0, got < bytes.count else { throw CounterError("\(path): unreadable or too large") }
-        let lines = String(decoding: bytes[0..<got], as: UTF8.self).split(separator: "\n")
+        let contents: [UInt8]?
+        do { contents = try SmallFiles.read(path, limit: 4095) } catch { throw CounterError(error.description) }
+        guard let contents else { return nil }
+        let lines = String(decoding: contents, as: UTF8.self).split(separator: "\n")
         guard lines.first == "slotctl-counters 1" else { throw CounterError("\(path): not a slotctl counter file") }
         var values: [UInt64] = []
         for (n, line) in lines.dropFirst().enumerated() {
@@ -46,21 +41,9 @@ public final class FileCounters: RollbackCounters {
     func store(_ values: [UInt64]) throws(CounterError) {
         var text = "slotctl-counters 1\n"
         for (n, value) in values.enumerated() { text += "\(n) \(value)\n" }
-        let temp = path + ".tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CounterError("\(temp): cannot create: \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == bytes.count, synced == 0, rename(temp, path) == 0 else {
-            unlink(temp)
-            throw CounterError("\(path): cannot write: \(String(cString: strerror(errno)))")
+        do { try SmallFiles.replace(path, with: Array(text.utf8), mode: 0o600) } catch {
+            throw CounterError(error.description)
         }
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
     }
 
     public func provisionedLocations() throws(CounterError) -> Int { try load()?.count ?? 0 }

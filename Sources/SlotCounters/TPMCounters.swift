@@ -103,6 +103,26 @@ public final class TPMCounters: RollbackCounters {
 
     // MARK: checked access
 
+    /// slotctl's counter: the index asked for, counter type, exactly slotctl's attributes
+    /// (WRITTEN aside, required when `written`), 8 bytes, SHA-256 name, no policy.
+    static func isSlotctlCounter(_ pub: TPM2.NVPublic, _ index: UInt32, written: Bool) -> Bool {
+        pub.index == index && pub.type == TPM2.NVAttribute.typeCounter
+            && pub.attributes & ~TPM2.NVAttribute.written == counterAttributes
+            && (!written || pub.attributes & TPM2.NVAttribute.written != 0)
+            && pub.dataSize == 8 && pub.nameAlg == TPM2.algSHA256 && pub.authPolicySize == 0
+    }
+
+    /// slotctl's base record: the index asked for, ordinary, exactly slotctl's attributes,
+    /// 8 bytes a location, no policy; `locked`: written and write-locked (trusted), else
+    /// neither (defined by a provisioning that was cut short).
+    static func isBaseRecord(_ pub: TPM2.NVPublic, _ index: UInt32, locked: Bool) -> Bool {
+        let lockBits = TPM2.NVAttribute.written | TPM2.NVAttribute.writeLocked
+        return pub.index == index && pub.type == TPM2.NVAttribute.typeOrdinary
+            && pub.attributes & ~lockBits == baseAttributes && pub.attributes & lockBits == (locked ? lockBits : 0)
+            && pub.dataSize % 8 == 0 && pub.dataSize >= 8 && Int(pub.dataSize) / 8 <= RollbackLimits.maxLocations
+            && pub.authPolicySize == 0
+    }
+
     /// A counter index is trusted only if it is a counter with exactly slotctl's attributes.
     func checkCounter(_ location: UInt32) throws(CounterError) -> UInt32 {
         let index = TPMCounters.counterBase + location
@@ -110,10 +130,7 @@ public final class TPMCounters: RollbackCounters {
         guard let pub = found else {
             throw CounterError("TPM \(transport.name): location \(location) not provisioned (no NV index 0x\(String(index, radix: 16)))")
         }
-        guard pub.index == index, pub.type == TPM2.NVAttribute.typeCounter,
-              pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.counterAttributes,
-              pub.attributes & TPM2.NVAttribute.written != 0, pub.dataSize == 8, pub.nameAlg == TPM2.algSHA256,
-              pub.authPolicySize == 0 else {
+        guard TPMCounters.isSlotctlCounter(pub, index, written: true) else {
             throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a slotctl counter "
                 + "(attributes 0x\(String(pub.attributes, radix: 16)), size \(pub.dataSize)); refusing to trust it")
         }
@@ -128,10 +145,7 @@ public final class TPMCounters: RollbackCounters {
         guard let pub = found else {
             throw CounterError("TPM \(transport.name): counters not provisioned (no base record 0x\(String(index, radix: 16)); run slotctl counters provision)")
         }
-        let locked = TPM2.NVAttribute.written | TPM2.NVAttribute.writeLocked
-        guard pub.index == index, pub.type == TPM2.NVAttribute.typeOrdinary, pub.attributes & ~locked == TPMCounters.baseAttributes,
-              pub.attributes & locked == locked, pub.dataSize % 8 == 0, pub.dataSize >= 8,
-              Int(pub.dataSize) / 8 <= RollbackLimits.maxLocations, pub.authPolicySize == 0 else {
+        guard TPMCounters.isBaseRecord(pub, index, locked: true) else {
             throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a locked slotctl base record "
                 + "(attributes 0x\(String(pub.attributes, radix: 16))); refusing to trust it")
         }
@@ -218,9 +232,7 @@ public final class TPMCounters: RollbackCounters {
             }
             // Defined first and never written: a provisioning that was cut short. Nothing
             // was ever trusted from it, so finish it with the size it was defined with.
-            guard pub.type == TPM2.NVAttribute.typeOrdinary, pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.baseAttributes,
-                  pub.attributes & TPM2.NVAttribute.written == 0, pub.dataSize % 8 == 0, pub.dataSize >= 8,
-                  Int(pub.dataSize) / 8 <= RollbackLimits.maxLocations else {
+            guard TPMCounters.isBaseRecord(pub, record, locked: false) else {
                 throw CounterError("TPM \(transport.name): NV index 0x\(String(record, radix: 16)) is not a slotctl base record "
                     + "(attributes 0x\(String(pub.attributes, radix: 16))); refusing to provision over it")
             }
@@ -249,8 +261,7 @@ public final class TPMCounters: RollbackCounters {
             // A counter reads only once written: the first increment sets its starting value.
             // Never increment what is not ours: check the kind before the first increment.
             let now = try readPublic(index)
-            guard let pub = now, pub.type == TPM2.NVAttribute.typeCounter,
-                  pub.attributes & ~TPM2.NVAttribute.written == TPMCounters.counterAttributes else {
+            guard let pub = now, TPMCounters.isSlotctlCounter(pub, index, written: false) else {
                 throw CounterError("TPM \(transport.name): NV index 0x\(String(index, radix: 16)) is not a slotctl counter "
                     + "(attributes 0x\(String(now?.attributes ?? 0, radix: 16))); refusing to provision over it")
             }

@@ -2,13 +2,16 @@ import CLibUUID
 import SlotCore
 
 extension GUID {
+    /// Byte i of the RFC 4122 form is byte rfcOrder[i] of GPT's form (and back): the first
+    /// three fields are stored little-endian.
+    static let rfcOrder = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]
+
     /// Canonical upper-case text, as sgdisk and cgpt print it. GPT stores the first three
     /// fields little-endian; libuuid wants RFC 4122 (big-endian) byte order.
     var text: String {
         var rfc: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]
         withUnsafeMutableBytes(of: &rfc) { raw in
-            for (i, source) in order.enumerated() { raw[i] = byte(source) }
+            for (i, source) in GUID.rfcOrder.enumerated() { raw[i] = byte(source) }
         }
         var out = [CChar](repeating: 0, count: 37)
         withUnsafePointer(to: &rfc) { pointer in
@@ -23,10 +26,9 @@ extension GUID {
         withUnsafeMutablePointer(to: &rfc) { pointer in
             pointer.withMemoryRebound(to: UInt8.self, capacity: 16) { uuid_generate_random($0) }
         }
-        let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]
         var disk = [UInt8](repeating: 0, count: 16)
         withUnsafeBytes(of: &rfc) { raw in
-            for (i, source) in order.enumerated() { disk[i] = raw[source] }
+            for (i, source) in GUID.rfcOrder.enumerated() { disk[i] = raw[source] }
         }
         return GUID(loadingFrom: disk.span, at: 0)
     }

@@ -14,16 +14,8 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
 @Suite(.serialized) struct InstallTests {
     let keys = KeySet.shared
 
-    /// Signs `bytes` of random payload with the Ed25519 test key; returns the image bytes.
     func image(_ dir: URL, payload bytes: Int, index: Int, name: String, key: String = "ed25519") throws -> String {
-        let payload = dir.appendingPathComponent("payload-\(name)").path
-        var generator = SystemRandomNumberGenerator()
-        try Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: payload))
-        let path = dir.appendingPathComponent("image-\(name)").path
-        let run = try Tools.slotctl(["sign", "--key", keys.privatePath(key), "--rollback-index", "\(index)", "--version", name,
-                                     payload, "-o", path])
-        #expect(run.status == 0, "\(run.stderr)")
-        return path
+        try signedRandomPayload(dir, keys: keys, bytes: bytes, index: index, name: name, key: key, stream: false)
     }
 
     func fileStore(_ path: String) throws -> MemoryStore {
@@ -161,6 +153,20 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
     }
 }
 
+/// Signs `bytes` of random payload with a test key; returns the path of the image (or,
+/// with `stream`, of its stream form).
+func signedRandomPayload(_ dir: URL, keys: KeySet, bytes: Int, index: Int, name: String, key: String,
+                         stream: Bool) throws -> String {
+    let payload = dir.appendingPathComponent("payload-\(name)").path
+    var generator = SystemRandomNumberGenerator()
+    try Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: payload))
+    let path = dir.appendingPathComponent((stream ? "stream-" : "image-") + name).path
+    let run = try Tools.slotctl(["sign", "--key", keys.privatePath(key), "--rollback-index", "\(index)", "--version", name]
+                                + (stream ? ["--stream"] : []) + [payload, "-o", path])
+    #expect(run.status == 0, "\(run.stderr)")
+    return path
+}
+
 /// A stream over bytes in memory, optionally failing after some bytes (a dropped download).
 final class MemoryByteStream: ByteStream {
     let bytes: [UInt8]
@@ -179,14 +185,7 @@ final class MemoryByteStream: ByteStream {
     let keys = KeySet.shared
 
     func streamFile(_ dir: URL, payload bytes: Int, index: Int, name: String, key: String = "ed25519") throws -> String {
-        let payload = dir.appendingPathComponent("payload-\(name)").path
-        var generator = SystemRandomNumberGenerator()
-        try Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: payload))
-        let path = dir.appendingPathComponent("stream-\(name)").path
-        let run = try Tools.slotctl(["sign", "--key", keys.privatePath(key), "--rollback-index", "\(index)", "--version", name,
-                                     "--stream", payload, "-o", path])
-        #expect(run.status == 0, "\(run.stderr)")
-        return path
+        try signedRandomPayload(dir, keys: keys, bytes: bytes, index: index, name: name, key: key, stream: true)
     }
 
     /// `curl ... | slotctl install -`: a good stream installs; a truncated one, a flipped

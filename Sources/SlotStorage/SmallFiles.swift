@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small whole files that must never be seen half-written: the booted-slot record, the
+/// config file, the file counter store. One implementation of the power-cut-safe
+/// replace (temp file, fsync, rename, fsync of the directory) for every caller.
+public enum SmallFiles {
+    /// The whole file, or nil if it does not exist. Refuses files over `limit` bytes.
+    public static func read(_ path: String, limit: Int) throws(StorageError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw StorageError(.read, path: path, detail: "cannot read: \(errnoText())")
+            }
+            if got == 0 { return bytes }
+            bytes += chunk[0..<got]
+            if bytes.count > limit { throw StorageError(.read, path: path, detail: "larger than \(limit) bytes") }
+        }
+    }
+
+    /// Replaces `path` with `bytes` so that a cut leaves the whole old or the whole new file.
+    public static func replace(_ path: String, with bytes: [UInt8], mode: mode_t) throws(StorageError) {
+        let temp = path + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw StorageError(.write, path: temp, detail: "cannot create: \(errnoText())") }
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == bytes.count, synced == 0 else {
+            let text = errnoText()
+            unlink(temp)
+            throw StorageError(.write, path: temp, detail: "cannot write: \(text)")
+        }
+        guard rename(temp, path) == 0 else {
+            let text = errnoText()
+            unlink(temp)
+            throw StorageError(.write, path: path, detail: "cannot rename into place: \(text)")
+        }
+        let dirfd = open(parentDirectory(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+    }
+
+    public static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}
