@@ -252,6 +252,17 @@ public struct SlotDescriptor: Sendable {
     }
 }
 
+extension SlotDescriptor: Equatable {
+    public static func == (a: SlotDescriptor, b: SlotDescriptor) -> Bool {
+        guard a.payloadSize == b.payloadSize, a.hashAlgorithm == b.hashAlgorithm, a.flags == b.flags,
+              a.rollbackIndex == b.rollbackIndex, a.rollbackLocation == b.rollbackLocation,
+              a.signatureAlgorithm == b.signatureAlgorithm, a.verity == b.verity else { return false }
+        for i in 0..<32 where a.payloadDigest[i] != b.payloadDigest[i] || a.keyID[i] != b.keyID[i] { return false }
+        for i in 0..<64 where a.versionString[i] != b.versionString[i] { return false }
+        return true
+    }
+}
+
 extension VerityParameters {
     /// Block sizes 512...4096 and powers of two, salt ≤ 64 bytes, data blocks covering
     /// exactly the payload, the tree after the payload and before the descriptor.

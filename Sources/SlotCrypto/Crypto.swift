@@ -175,6 +175,19 @@ public final class PublicKey: Key {
         try super.init(pkey: pkey, path: path)
     }
 
+    /// A PEM public key already read (by the key directory, from a checked descriptor);
+    /// `path` names it in messages.
+    public init(pem: [UInt8], path: String) throws(CryptoError) {
+        // A memory BIO borrows the bytes: it is read and freed while they are pinned.
+        let pkey = pem.withUnsafeBytes { bytes -> OpaquePointer? in
+            guard let bio = BIO_new_mem_buf(bytes.baseAddress, Int32(bytes.count)) else { return nil }
+            defer { BIO_free(bio) }
+            return PEM_read_bio_PUBKEY(bio, nil, nil, nil)
+        }
+        guard let pkey else { throw CryptoError.openSSL("\(path): not a PEM key") }
+        try super.init(pkey: pkey, path: path)
+    }
+
     /// True only for a signature that verifies over `message` with `algorithm`.
     /// A key of the wrong kind for `algorithm` is the caller's check (it has its own code).
     public func verify(message: [UInt8], signature: [UInt8], algorithm: SignatureAlgorithm) throws(CryptoError) -> Bool {

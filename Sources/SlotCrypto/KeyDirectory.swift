@@ -4,22 +4,34 @@ import Glibc
 #endif
 
 /// The trusted public keys: every `*.pem` file in one directory (default
-/// `/etc/slotctl/keys`). A file that is not a usable public key is skipped and
-/// reported in `problems`: it can never make a slot verify, and it does not stop the
-/// others from being used.
+/// `/etc/slotctl/keys`). The directory and each key must pass `TrustedFiles`' rule (no
+/// symbolic link, owned by root or the running user, not writable by group or others):
+/// a directory that fails it yields no key at all, a key file that fails it is skipped.
+/// A file that is not a usable public key is skipped too. Every skip is reported in
+/// `problems`: it can never make a slot verify, and it does not stop the others from
+/// being used.
 public struct KeyDirectory {
     public let path: String
     public private(set) var keys: [PublicKey] = []
     public private(set) var problems: [String] = []
 
-    /// Loads the directory. A missing directory is an empty key set (every signed slot
-    /// then fails as signed by an untrusted key), with the reason in `problems`.
+    /// Loads the directory. A missing or refused directory is an empty key set (every
+    /// signed slot then fails as signed by an untrusted key), with the reason in `problems`.
     public init(path: String) {
         self.path = path
-        guard let directory = opendir(path) else {
-            problems.append("\(path): cannot open key directory: \(String(cString: strerror(errno)))")
+        let opened: Int32?
+        do { opened = try TrustedFiles.open(path, .directory) } catch {
+            problems.append(error.message)
             return
         }
+        // Listed and read through the checked descriptor, never the path again, so the
+        // directory checked is the directory read.
+        guard let dirfd = opened, let directory = fdopendir(dirfd) else {
+            problems.append("\(path): cannot open key directory: \(String(cString: strerror(opened == nil ? ENOENT : errno)))")
+            if let opened { close(opened) }
+            return
+        }
+        defer { closedir(directory) }
         var names: [String] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
@@ -27,11 +39,16 @@ public struct KeyDirectory {
             }
             if name.hasSuffix(".pem") && !name.hasPrefix(".") { names.append(name) }
         }
-        closedir(directory)
         for name in names.sorted() {
             let file = path + "/" + name
+            let read: [UInt8]?
+            do { read = try TrustedFiles.read(name, in: dirfd, shownAs: file) } catch {
+                problems.append(error.message)
+                continue
+            }
+            guard let pem = read else { continue }
             do {
-                let key = try PublicKey(pemPath: file)
+                let key = try PublicKey(pem: pem, path: file)
                 if key.kind.algorithm == nil {
                     problems.append("\(file): \(key.kind) keys are not supported")
                 } else if keys.contains(where: { $0.keyID == key.keyID }) {

@@ -176,16 +176,6 @@ public enum ImageVerification {
 }
 
 extension ImageVerification {
-    /// The descriptor of the image in [offset, offset + size), parsed and bounded but not
-    /// verified: for reporting what `boot` already verified (the dm-verity parameters).
-    public static func readDescriptor(_ store: BlockStore, offset: UInt64, size: UInt64) -> SlotDescriptor? {
-        guard size >= UInt64(ImageFooter.size),
-              let footerBytes = try? store.readBytes(count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size)),
-              let footer = try? ImageFooter.parse(footerBytes.span, partitionSize: size),
-              let bytes = try? store.readBytes(count: Int(footer.descriptorSize), at: offset + footer.descriptorOffset) else { return nil }
-        return try? SlotDescriptor.parse(bytes.span, descriptorOffset: footer.descriptorOffset)
-    }
-
     /// Steps 2-5 of verification on descriptor bytes alone (their offset in the
     /// partition is `descriptorOffset`): bounds, trusted key, key kind, signature. On
     /// success `signer` is set; the payload digest is the caller's to check. Used for
@@ -272,7 +262,7 @@ public struct SignedSlotVerifier: SlotVerifier {
             return .rejected(code: report.code, reason: report.reason ?? "verification failed")
         }
         let claim = RollbackClaim(location: descriptor.rollbackLocation, index: descriptor.rollbackIndex)
-        guard let counters else { return .accepted(claim) }
+        guard let counters else { return .accepted(claim, descriptor: descriptor) }
         // A store that cannot answer at all stops the boot; a location this device never
         // provisioned is this image's problem only.
         let provisioned: Int
@@ -287,7 +277,7 @@ public struct SignedSlotVerifier: SlotVerifier {
                              reason: "rollback location \(descriptor.rollbackLocation) is not provisioned on this device (\(provisioned) locations)")
         }
         switch RollbackCheck.check(descriptor, counters) {
-        case .current: return .accepted(claim)
+        case .current: return .accepted(claim, descriptor: descriptor)
         case .below(let stored): return .rejected(code: .rollback, reason: RollbackCheck.reason(descriptor, stored: stored))
         case .unavailable(let error): return .fatal(code: error.code, reason: "rollback counters: \(error.message)")
         }

@@ -22,6 +22,8 @@ public struct BootReport {
     /// What the chosen slot's verified image claims; recorded with the booted slot so
     /// that mark-successful raises exactly what booted.
     public let claim: RollbackClaim?
+    /// The chosen slot's descriptor as verified (nil without signature checks).
+    public let descriptor: SlotDescriptor?
     public let wrote: Bool
     /// Things that went wrong without changing the outcome (a repair that could not be written).
     public let warnings: [String]
@@ -64,13 +66,13 @@ public enum SlotFlows {
             switch verifier.verify(slot: slots[index], in: table, store: store) {
             case .fatal(let code, let reason):
                 throw FlowError(code, "boot: \(reason); no slot was judged or changed")
-            case .accepted(let claim):
+            case .accepted(let claim, let descriptor):
                 // Only a spent try must reach the disk before the boot goes on; repairs,
                 // normalization and refusals are written when they can be.
                 let consumed = Policy.consumeTry(&slots, index)
                 let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: dryRun, required: consumed)
                 return BootReport(table: table, slots: slots, chosen: index, consumedTry: consumed,
-                                  rejected: rejected, claim: claim, wrote: wrote, warnings: warnings)
+                                  rejected: rejected, claim: claim, descriptor: descriptor, wrote: wrote, warnings: warnings)
             case .rejected(let code, let reason):
                 Policy.markUnbootable(&slots, index)
                 excluded |= 1 << UInt32(index)
@@ -106,7 +108,7 @@ public enum SlotFlows {
                                 "mark-successful: slot \(name) has priority 0 (failed, retired or never activated); it cannot be confirmed")
             }
             switch verifier.verify(slot: table.slots[index], in: table, store: store) {
-            case .accepted(let proven): claim = proven
+            case .accepted(let proven, _): claim = proven
             case .rejected(let code, let reason), .fatal(let code, let reason):
                 throw FlowError(code, "mark-successful: slot \(name): \(reason); nothing was changed")
             }

@@ -14,8 +14,10 @@ public struct RollbackClaim: Equatable, Sendable {
 
 /// The verdict on one candidate slot.
 public enum SlotVerdict: Equatable, Sendable {
-    /// Proven; with the rollback claim `mark-successful` raises the counter to.
-    case accepted(RollbackClaim?)
+    /// Proven; with the rollback claim `mark-successful` raises the counter to, and the
+    /// descriptor that was proven: what `boot` hands the hook (dm-verity's root hash)
+    /// must come from here, never from reading the disk again (spec/security.md).
+    case accepted(RollbackClaim?, descriptor: SlotDescriptor? = nil)
     /// Refused: the slot is marked unbootable and the next candidate is tried.
     case rejected(code: StatusCode, reason: String)
     /// The verifier itself cannot work (the counters are unreachable): stop without

@@ -17,7 +17,7 @@ struct Commands {
     /// Per command: the options it takes and how many positional arguments.
     static let grammar: [String: (flags: Set<String>, switches: Set<String>, positional: ClosedRange<Int>)] = [
         "status": ([], [], 0...0),
-        "boot": ([], ["--dry-run"], 0...0),
+        "boot": ([], ["--dry-run", "--shell"], 0...0),
         "mark-successful": ([], [], 0...1),
         "mark-failed": ([], [], 0...1),
         "set-active": (["--tries"], [], 1...1),
@@ -253,18 +253,21 @@ struct Commands {
                 warnings.append("booted slot not recorded: \(error.message)")
             }
         }
+        let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
         var json = Render.slotJSON(slot, report.table)
         json.set("slot", name)
         json.set("dry_run", dryRun)
         json.set("consumed_try", report.consumedTry)
         json.set("wrote", report.wrote)
-        json.set("device", Render.partitionDevice(store, report.table.partitionNumber(slot)))
+        json.set("device", device)
         json.set("offset", report.table.byteOffset(slot))
         json.set("size", report.table.byteSize(slot))
         json.set("verification", settings.verification.rawValue)
-        if verifies, let descriptor = ImageVerification.readDescriptor(store, offset: report.table.byteOffset(slot),
-                                                                       size: report.table.byteSize(slot)), descriptor.hasVerity {
-            json.set("verity", Render.verityJSON(descriptor, device: Render.partitionDevice(store, report.table.partitionNumber(slot))))
+        var verity: SlotDescriptor?
+        // The descriptor the verifier proved, never a second read of the disk (spec/security.md).
+        if verifies, let descriptor = report.descriptor, descriptor.hasVerity {
+            verity = descriptor
+            json.set("verity", Render.verityJSON(descriptor, device: device))
         } else {
             json.setNull("verity")
         }
@@ -277,7 +280,9 @@ struct Commands {
             return o
         })
         json.set("warnings", strings: warnings)
-        return (.ok, name + "\n", json)
+        guard line.switches.contains("--shell") else { return (.ok, name + "\n", json) }
+        return (.ok, Render.bootShell(slot, report.table, device: device, verity: verity,
+                                      verification: settings.verification.rawValue), json)
     }
 
     private mutating func mark(successful: Bool) throws(CLIError) -> Outcome {

@@ -134,6 +134,37 @@ enum Render {
         return text
     }
 
+    /// `boot --shell`: what the initramfs hook needs, as `NAME='value'` lines it can `eval`
+    /// (packaging/ and spec/cli.md). Every value is single-quoted, so a label or path
+    /// can never run as shell code.
+    static func bootShell(_ slot: Slot, _ table: LoadedTable, device: String, verity: SlotDescriptor?,
+                          verification: String) -> String {
+        var pairs: [(String, String)] = [
+            ("SLOTCTL_SLOT", SlotFlows.letterText(slot.letter)),
+            ("SLOTCTL_PARTITION", "\(table.partitionNumber(slot))"),
+            ("SLOTCTL_DEVICE", device),
+            ("SLOTCTL_PARTUUID", table.uniqueGUID(slot).text.lowercased()),
+            ("SLOTCTL_LABEL", table.label(slot)),
+            ("SLOTCTL_VERIFICATION", verification),
+            ("SLOTCTL_VERITY", verity == nil ? "0" : "1"),
+        ]
+        if let d = verity {
+            let v = d.verity
+            pairs += [
+                ("SLOTCTL_VERITY_ROOT_HASH", hex((0..<32).map { v.rootHash[$0] })),
+                ("SLOTCTL_VERITY_SALT", hex((0..<Int(v.saltSize)).map { v.salt[$0] })),
+                ("SLOTCTL_VERITY_HASH_ALGORITHM", "sha256"),
+                ("SLOTCTL_VERITY_DATA_BLOCKS", "\(v.dataBlocks)"),
+                ("SLOTCTL_VERITY_DATA_BLOCK_SIZE", "\(v.dataBlockSize)"),
+                ("SLOTCTL_VERITY_HASH_BLOCK_SIZE", "\(v.hashBlockSize)"),
+                ("SLOTCTL_VERITY_HASH_OFFSET", "\(v.treeOffset)"),
+            ]
+        }
+        return pairs.map { name, value in
+            name + "='" + value.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'\n"
+        }.joined()
+    }
+
     /// What `veritysetup open --no-superblock` needs (spec/image-format.md).
     static func verityJSON(_ d: SlotDescriptor, device: String) -> JSONObject {
         let v = d.verity

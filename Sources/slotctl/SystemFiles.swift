@@ -1,15 +1,18 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SlotCrypto
 import SlotStorage
 
 /// Small file helpers for the CLI's own files (config, booted-slot record, kernel
 /// command line). Plain libc: the boot path carries no Foundation.
 enum SystemFiles {
-    /// The whole file as text, or nil if it does not exist. Refuses files over `limit`.
-    static func readText(_ path: String, limit: Int = 64 * 1024) throws(CLIError) -> String? {
-        do { return try SmallFiles.read(path, limit: limit).map { String(decoding: $0, as: UTF8.self) } } catch {
-            throw CLIError(.usage, error.description)
+    /// The whole file as text, or nil if it does not exist. Every file read here (the
+    /// config, the booted record, the kernel command line) decides defaults or which
+    /// slot is confirmed, so it must pass `TrustedFiles`' rule; a refusal is code 64.
+    static func readText(_ path: String) throws(CLIError) -> String? {
+        do { return try TrustedFiles.read(path).map { String(decoding: $0, as: UTF8.self) } } catch {
+            throw CLIError(.usage, error.message)
         }
     }
 

@@ -9,7 +9,8 @@ import SlotCore
 let usage = """
 usage: slotctl [--disk PATH] [--keys DIR] [--counters SPEC] [--config FILE] [--json] COMMAND
   status                         slots, state, table copies
-  boot [--dry-run]               choose, consume a try; print the slot name
+  boot [--dry-run] [--shell]     choose, consume a try; print the slot name
+                                 (--shell: NAME=value lines for the initramfs hook)
   mark-successful [SLOT]         default: the booted slot
   mark-failed [SLOT]             default: the booted slot (exits 40)
   set-active SLOT [--tries N]    priority 15, N tries (default 6)

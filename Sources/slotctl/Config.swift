@@ -1,0 +1,83 @@
+// The config file's grammar and the settings it feeds, apart from the command line so
+// that `make fuzz` can compile the parser on its own (Fuzz/FuzzConfig.swift): this file
+// needs nothing but SlotCore's status codes.
+import SlotCore
+
+struct CLIError: Error {
+    var code: StatusCode
+    var message: String
+    /// Text for stdout that still belongs to a failed command (verify's findings).
+    var details: String?
+    init(_ code: StatusCode, _ message: String, details: String? = nil) {
+        self.code = code
+        self.message = message
+        self.details = details
+    }
+}
+
+enum Verification: String {
+    case signature
+    case none
+}
+
+/// Settings after the config file and the flags are merged (flags win).
+struct Settings {
+    var disk: String?
+    var keys = "/etc/slotctl/keys"
+    var counters: String?
+    var bootedFile = "/run/slotctl/booted"
+    var cmdlineFile = "/proc/cmdline"
+    var sectorSize: Int?
+    var verification = Verification.signature
+    var json = false
+}
+
+func parseVerification(_ text: String, source: String) throws(CLIError) -> Verification {
+    guard let value = Verification(rawValue: text) else {
+        throw CLIError(.usage, "\(source): verification must be 'signature' or 'none', not '\(text)'")
+    }
+    return value
+}
+
+func parseSectorSize(_ text: String, source: String) throws(CLIError) -> Int {
+    guard let value = Int(text), value == 512 || value == 4096 else {
+        throw CLIError(.usage, "\(source): sector size must be 512 or 4096, not '\(text)'")
+    }
+    return value
+}
+
+/// /etc/slotctl.conf: `key = value` lines, `#` comments. Unknown keys are an error, so a
+/// typo never silently changes which disk or keys are used.
+enum Config {
+    static func apply(_ text: String, path: String, to settings: inout Settings) throws(CLIError) {
+        var number = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = trim(line)
+            if trimmed.isEmpty { continue }
+            guard let eq = trimmed.firstIndex(of: "=") else {
+                throw CLIError(.usage, "\(path):\(number): expected 'key = value'")
+            }
+            let key = trim(String(trimmed[..<eq])), value = trim(String(trimmed[trimmed.index(after: eq)...]))
+            guard !value.isEmpty else { throw CLIError(.usage, "\(path):\(number): '\(key)' has no value") }
+            switch key {
+            case "disk": settings.disk = value
+            case "keys": settings.keys = value
+            case "counters": settings.counters = value
+            case "booted_file": settings.bootedFile = value
+            case "cmdline_file": settings.cmdlineFile = value
+            case "sector_size": settings.sectorSize = try parseSectorSize(value, source: "\(path):\(number)")
+            case "verification": settings.verification = try parseVerification(value, source: "\(path):\(number)")
+            default: throw CLIError(.usage, "\(path):\(number): unknown key '\(key)'")
+            }
+        }
+    }
+
+    static func trim(_ text: String) -> String {
+        var s = Substring(text)
+        while let first = s.first, first == " " || first == "\t" || first == "\r" { s.removeFirst() }
+        while let last = s.last, last == " " || last == "\t" || last == "\r" { s.removeLast() }
+        return String(s)
+    }
+}
