@@ -6,12 +6,15 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps build release static test test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu build release static test test-unit test-qemu test-asan demo bench fuzz check-embedded clean
 
 all: build
 
 deps:
 	@bash scripts/install-deps.sh
+
+deps-qemu:
+	@bash scripts/install-deps.sh qemu
 
 build: deps
 	$(SWIFT) build
@@ -24,9 +27,19 @@ release: deps
 static: deps
 	$(SWIFT) build -c release --static-swift-stdlib -Xswiftc -static-executable --build-path .build/static
 
-test: deps check-embedded
+# Every test: the Swift suites (core, flows, interop with the real tools, CLI) and the
+# QEMU boot test.
+test: test-unit test-qemu
+
+test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# Boots Debian's kernel under QEMU (TCG) with an initramfs made by mkinitramfs from
+# packaging/, through eight boots of the update story (Tests/qemu/boot-test.sh; about
+# 2 minutes here). Console logs stay in .build/qemu-test/logs.
+test-qemu: deps deps-qemu static
+	bash Tests/qemu/boot-test.sh
 
 demo: build
 	@bash scripts/demo.sh

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# make test-qemu: boots Debian's kernel in QEMU with an initramfs made by Debian's own
+# mkinitramfs from packaging/ (the initramfs-tools hook and local-top script, the static
+# slotctl, the trusted key) on a GPT disk with two signed dm-verity slots, and walks the
+# update story through real reboots:
+#   1. slot a (v1) boots through dm-verity, its health checks pass, it is confirmed;
+#   2. v2 installed to b fails its health check: mark-failed, reboot, a boots again;
+#   3. v3 written to b raw, signed by a key the device does not trust: refused, a boots;
+#   4. v4 installed to b with 2 tries hangs (reboots before confirming) until the tries
+#      run out, then a boots;
+#   5. v5 installed to b is good: b boots and is confirmed.
+# Every step is judged by the serial console and by cgpt on the disk afterwards. A failed
+# step prints its console log (and all logs stay in $WORK).
+#
+# Environment: QEMU_ACCEL (default tcg: on these machines /dev/kvm opens but a KVM guest
+# hangs before its first console line; QEMU_ACCEL=kvm where KVM works), QEMU_TIMEOUT
+# seconds per boot (default 240), SLOTCTL_STATIC (default .build/static/release/slotctl).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+WORK=${WORK:-$ROOT/.build/qemu-test}
+SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/static/release/slotctl}
+QEMU_TIMEOUT=${QEMU_TIMEOUT:-240}
+SLOT_SIZE=40M
+
+passed=0
+failed=0
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+pass() { echo "ok: $*"; passed=$((passed + 1)); }
+die() { echo "test-qemu: $*" >&2; echo "qemu: $passed passed, $((failed + 1)) failed"; exit 1; }
+
+KVER=$(ls /lib/modules | sort -V | tail -n 1)
+KERNEL=/boot/vmlinuz-$KVER
+[ -n "$KVER" ] && [ -r "$KERNEL" ] || die "no kernel in /boot (linux-image-amd64)"
+[ -x "$SLOTCTL_STATIC" ] || die "$SLOTCTL_STATIC missing (make static)"
+for tool in mkinitramfs qemu-system-x86_64 mke2fs cgpt openssl busybox veritysetup; do
+	command -v "$tool" >/dev/null || die "$tool missing"
+done
+QEMU_ACCEL=${QEMU_ACCEL:-tcg}
+
+rm -rf "$WORK"
+mkdir -p "$WORK"/{keys,initramfs-conf/hooks,initramfs-conf/scripts/local-top,logs}
+cd "$WORK" || exit 1
+umask 022
+
+# The binary the device runs: the static one, stripped as an initramfs would carry it.
+cp "$SLOTCTL_STATIC" slotctl && strip slotctl
+HOST_SLOTCTL=$WORK/slotctl
+
+# Keys made by openssl: the release key the device trusts, and one it does not.
+openssl genpkey -algorithm ed25519 -out release.pem 2>/dev/null
+openssl pkey -in release.pem -pubout -out keys/release.pem
+openssl genpkey -algorithm ed25519 -out rogue.pem 2>/dev/null
+
+# The device's configuration, the same in the initramfs and in every slot's root.
+cat > slotctl.conf <<EOF
+disk = /dev/vda
+keys = /etc/slotctl/keys
+EOF
+cat > boot.conf <<'EOF'
+SLOTCTL_DISK_WAIT=30
+SLOTCTL_ON_NO_SLOT=panic
+SLOTCTL_REQUIRE_VERITY=yes
+EOF
+
+# A slot's root file system: busybox-static, the static slotctl, the confirmation script
+# from packaging/, and one health check whose behaviour the step chooses:
+#   pass   exit 0                    fail   exit 1
+#   hang   reboot before the confirmation could run (a boot that never completes)
+make_rootfs() {
+	local version=$1 health=$2 dir=rootfs-$1
+	rm -rf "$dir"
+	mkdir -p "$dir"/{bin,sbin,usr/sbin,usr/libexec/slotctl,etc/slotctl/keys,etc/slotctl/health.d,proc,sys,dev,run,tmp}
+	cp "$(command -v busybox)" "$dir/bin/busybox"
+	for applet in sh cat echo mount umount sleep sync reboot poweroff head sed grep ls mkdir ln timeout logger dmesg tr; do
+		ln -s busybox "$dir/bin/$applet"
+	done
+	cp "$HOST_SLOTCTL" "$dir/usr/sbin/slotctl"
+	cp "$ROOT/packaging/libexec/slotctl-confirm" "$dir/usr/libexec/slotctl/slotctl-confirm"
+	cp slotctl.conf "$dir/etc/slotctl.conf"
+	cp keys/release.pem "$dir/etc/slotctl/keys/"
+	echo "$version" > "$dir/etc/slot-version"
+	cat > "$dir/etc/default-slotctl" <<'EOF'
+SLOTCTL_CHECK_TIMEOUT=30
+EOF
+	case "$health" in
+	pass) printf '#!/bin/sh\necho "health: all good"\nexit 0\n' ;;
+	fail) printf '#!/bin/sh\necho "health: service did not start"\nexit 1\n' ;;
+	hang) printf '#!/bin/sh\necho "health: hung; the watchdog reboots"\nsync\nreboot -f\nsleep 60\n' ;;
+	esac > "$dir/etc/slotctl/health.d/10-service"
+	chmod 755 "$dir/etc/slotctl/health.d/10-service"
+	mkdir -p "$dir/etc/default" && mv "$dir/etc/default-slotctl" "$dir/etc/default/slotctl"
+	# PID 1 of the slot: say what booted, run the post-boot confirmation from packaging/
+	# (checks, then mark-successful, or mark-failed and reboot), then power off.
+	cat > "$dir/sbin/init" <<'EOF'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo "QEMU-TEST: running version $(cat /etc/slot-version) from slot $(head -n 1 /run/slotctl/booted) root $(grep ' / ' /proc/mounts | head -n 1 | sed 's/ .*//')"
+/usr/libexec/slotctl/slotctl-confirm
+echo "QEMU-TEST: confirm exited $?"
+/usr/sbin/slotctl status
+sync
+echo "QEMU-TEST: power off"
+poweroff -f
+sleep 60
+EOF
+	chmod 755 "$dir/sbin/init"
+	# ext4 without a journal: mounted read-only through dm-verity, never written.
+	mke2fs -q -t ext4 -O ^has_journal -b 4096 -d "$dir" "rootfs-$version.ext4" 24M || die "mke2fs $version"
+}
+
+sign() { # version index key [extra sign flags]
+	"$HOST_SLOTCTL" sign --key "$3" --rollback-index "$2" --version "$1" --verity \
+		--partition-size "$SLOT_SIZE" "rootfs-$1.ext4" -o "v$1.img" >/dev/null || die "sign v$1"
+}
+
+host() { "$HOST_SLOTCTL" --disk disk.img --keys keys --booted-file "$WORK/host-booted" --cmdline-file /dev/null "$@"; }
+
+# cgpt's view of slot N: priority tries successful.
+cgpt_state() {
+	echo "$(cgpt show -i "$1" -P disk.img) $(cgpt show -i "$1" -T disk.img) $(cgpt show -i "$1" -S disk.img)"
+}
+
+BOOT_NUMBER=0
+# One power-on; the guest powers off (or reboots, which -no-reboot turns into an exit).
+boot() {
+	BOOT_NUMBER=$((BOOT_NUMBER + 1))
+	LOG=logs/boot-$BOOT_NUMBER.log
+	echo "--- boot $BOOT_NUMBER: $*"
+	local accel=(-accel tcg)
+	[ "$QEMU_ACCEL" = kvm ] && accel=(-accel kvm -accel tcg)
+	timeout "$QEMU_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -m 512 -smp 1 -nodefaults -no-reboot \
+		-display none -serial "file:$LOG" \
+		-kernel "$KERNEL" -initrd initrd.img \
+		-append "root=slotctl console=ttyS0 panic=-1 loglevel=4" \
+		-drive "file=disk.img,format=raw,if=virtio,cache=writethrough"
+	local rc=$?
+	[ "$rc" -eq 124 ] && echo "boot $BOOT_NUMBER: timed out after ${QEMU_TIMEOUT}s"
+	grep -a -E "QEMU-TEST|slotctl-boot|slotctl-confirm|slotctl: warning|health:|Kernel panic" "$LOG" | tr -d '\r' | sed 's/^/    | /'
+}
+
+show_log() { echo "=== console of boot $BOOT_NUMBER ($LOG):"; tr -d '\r' < "$LOG" | tail -n 80; }
+
+expect_console() { # pattern description
+	if grep -a -q -E "$1" "$LOG"; then pass "$2"; else fail "$2 (console lacks /$1/)"; show_log; fi
+}
+expect_not_console() {
+	if grep -a -q -E "$1" "$LOG"; then fail "$2 (console has /$1/)"; show_log; else pass "$2"; fi
+}
+expect_state() { # partition "P T S" description
+	local got
+	got=$(cgpt_state "$1")
+	if [ "$got" = "$2" ]; then pass "$3 (cgpt -P/-T/-S: $got)"; else fail "$3: cgpt -P/-T/-S of $1 is '$got', expected '$2'"; fi
+}
+
+# --- The initramfs, made by Debian's mkinitramfs with our hook and local-top script.
+cat > initramfs-conf/initramfs.conf <<'EOF'
+MODULES=list
+BUSYBOX=y
+COMPRESS=gzip
+RESUME=none
+FSTYPE=ext4
+EOF
+printf '%s\n' virtio_pci virtio_blk ext4 dm_verity > initramfs-conf/modules
+cp "$ROOT/packaging/initramfs-tools/hooks/slotctl" initramfs-conf/hooks/slotctl
+cp "$ROOT/packaging/initramfs-tools/scripts/local-top/slotctl" initramfs-conf/scripts/local-top/slotctl
+chmod 755 initramfs-conf/hooks/slotctl initramfs-conf/scripts/local-top/slotctl
+SLOTCTL_BIN=$HOST_SLOTCTL SLOTCTL_CONF=$WORK/slotctl.conf SLOTCTL_BOOT_CONF=$WORK/boot.conf \
+	SLOTCTL_LIB=$ROOT/packaging/lib/boot.sh SLOTCTL_KEYS_SRC=$WORK/keys \
+	mkinitramfs -d "$WORK/initramfs-conf" -o initrd.img "$KVER" > logs/mkinitramfs.log 2>&1 ||
+	{ cat logs/mkinitramfs.log; die "mkinitramfs failed"; }
+contents=$(lsinitramfs initrd.img)
+if grep -q 'usr/sbin/slotctl$' <<<"$contents" && grep -q 'etc/slotctl/keys/release.pem$' <<<"$contents" &&
+	grep -q 'veritysetup$' <<<"$contents" && grep -q 'dm-verity.ko' <<<"$contents"; then
+	pass "mkinitramfs put slotctl, the key, veritysetup and dm-verity into the initramfs"
+else
+	fail "the initramfs lacks slotctl, the key, veritysetup or dm-verity"
+fi
+
+# --- The disk: two slots made by slotctl, checked by sgdisk; v1 installed into a.
+make_rootfs 1 pass; sign 1 1 release.pem
+make_rootfs 2 fail; sign 2 2 release.pem
+make_rootfs 3 pass; sign 3 3 rogue.pem
+make_rootfs 4 hang; sign 4 4 release.pem
+make_rootfs 5 pass; sign 5 5 release.pem
+host format --size 96M --slot-size "$SLOT_SIZE" >/dev/null || die "format"
+host install v1.img --slot a >/dev/null || die "install v1"
+sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v: no problems" || fail "sgdisk -v complains"
+
+# 1. a boots through dm-verity and confirms itself.
+boot "v1 in a"
+expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotctl-root" "boot 1: v1 runs from slot a on the dm-verity mapping"
+expect_console "booted slot confirmed" "boot 1: health checks passed and a was confirmed"
+expect_state 1 "15 0 1" "after boot 1: a is confirmed"
+
+# 2. v2 installed to b fails its health check: marked failed, reboot, a boots again.
+host install v2.img --slot b >/dev/null || die "install v2"
+expect_state 2 "15 6 0" "install v2: b active with 6 tries, not confirmed"
+boot "v2 in b, health check fails"
+expect_console "QEMU-TEST: running version 2 from slot b" "boot 2: v2 runs from slot b"
+expect_console "health check 10-service failed" "boot 2: the health check failed"
+expect_not_console "booted slot confirmed" "boot 2: b was not confirmed"
+expect_state 2 "0 0 0" "after boot 2: b marked failed"
+boot "fallback"
+expect_console "QEMU-TEST: running version 1 from slot a" "boot 3: fell back to v1 in a"
+# Activating b ranked a just below it (priority 14); a stays confirmed.
+expect_state 1 "14 0 1" "after boot 3: a still confirmed, ranked below b"
+
+# 3. v3, signed by a key the device does not trust, written raw into b and activated
+#    with cgpt: the initramfs refuses it and a boots.
+part_start=$(cgpt show -i 2 -b disk.img)
+dd if=v3.img of=disk.img bs=512 seek="$part_start" conv=notrunc status=none
+cgpt add -i 2 -P 15 -T 6 -S 0 disk.img
+boot "v3 (untrusted key) in b"
+expect_console "slot b refused \(untrusted_key\)" "boot 4: slotctl refused b's untrusted signature"
+expect_console "QEMU-TEST: running version 1 from slot a" "boot 4: a boots instead"
+expect_not_console "running version 3" "boot 4: v3 never ran"
+expect_state 2 "0 0 0" "after boot 4: b marked unbootable"
+
+# 4. v4 installed to b with 2 tries never completes its boot: each boot spends a try,
+#    then a boots.
+host install v4.img --slot b --tries 2 >/dev/null || die "install v4"
+boot "v4 in b, try 1 of 2"
+expect_console "QEMU-TEST: running version 4 from slot b" "boot 5: v4 runs from b (try 1)"
+expect_state 2 "15 1 0" "after boot 5: b has 1 try left"
+boot "v4 in b, try 2 of 2"
+expect_console "QEMU-TEST: running version 4 from slot b" "boot 6: v4 runs from b (try 2)"
+expect_state 2 "15 0 0" "after boot 6: b has no tries left"
+boot "tries spent"
+expect_console "QEMU-TEST: running version 1 from slot a" "boot 7: tries spent, a boots"
+expect_not_console "running version 4" "boot 7: v4 did not run again"
+
+# 5. v5 is good: b boots and is confirmed; a stays as the fallback.
+host install v5.img --slot b >/dev/null || die "install v5"
+boot "v5 in b"
+expect_console "QEMU-TEST: running version 5 from slot b" "boot 8: v5 runs from b"
+expect_console "booted slot confirmed" "boot 8: b confirmed"
+expect_state 2 "15 0 1" "after boot 8: b confirmed"
+sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v after the guest's writes: no problems" || fail "sgdisk -v complains after the guest's writes"
+
+echo "console logs: $WORK/logs"
+echo "qemu: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

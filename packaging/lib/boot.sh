@@ -1,0 +1,116 @@
+# slotctl early-boot helpers: sourced by the initramfs-tools local-top script and the
+# dracut hook, so both make the same decision in the same way. POSIX sh (busybox ash).
+#
+# The caller sets slotctl_panic (how this initramfs stops: initramfs-tools `panic`,
+# dracut `die`) and then calls slotctl_select_root. On return SLOTCTL_ROOT names the
+# device to mount as / (the dm-verity mapping when the signed image carries a tree),
+# or the function never returns (panic, reboot, poweroff).
+
+SLOTCTL=${SLOTCTL:-/usr/sbin/slotctl}
+SLOTCTL_CONF=${SLOTCTL_CONF:-/etc/slotctl.conf}
+SLOTCTL_BOOT_CONF=${SLOTCTL_BOOT_CONF:-/etc/slotctl/boot.conf}
+
+# Defaults; /etc/slotctl/boot.conf (packaging/etc/boot.conf) documents each.
+SLOTCTL_DISK_WAIT=30
+SLOTCTL_ON_NO_SLOT=recovery
+SLOTCTL_ON_TABLE_UNUSABLE=panic
+SLOTCTL_ON_ERROR=panic
+SLOTCTL_RECOVERY_ROOT=
+SLOTCTL_REQUIRE_VERITY=no
+SLOTCTL_VERITY_NAME=slotctl-root
+# shellcheck disable=SC1090
+[ -r "$SLOTCTL_BOOT_CONF" ] && . "$SLOTCTL_BOOT_CONF"
+
+slotctl_log() { echo "slotctl-boot: $*" >&2; }
+
+# The `disk = ` line of slotctl.conf: the hook must wait for that device to appear.
+slotctl_disk() {
+	sed -n 's/^[[:space:]]*disk[[:space:]]*=[[:space:]]*//p' "$SLOTCTL_CONF" 2>/dev/null | sed 's/[[:space:]]*$//' | tail -n 1
+}
+
+slotctl_wait_for_disk() {
+	disk=$(slotctl_disk)
+	[ -n "$disk" ] || return 0
+	waited=0
+	while [ ! -e "$disk" ]; do
+		if [ "$waited" -ge "$SLOTCTL_DISK_WAIT" ]; then
+			slotctl_log "slot disk $disk did not appear within ${SLOTCTL_DISK_WAIT}s"
+			return 1
+		fi
+		sleep 1
+		waited=$((waited + 1))
+	done
+}
+
+# One of the recovery actions of boot.conf: panic, reboot, poweroff or recovery (mount
+# SLOTCTL_RECOVERY_ROOT instead; panic when none is set).
+slotctl_act() {
+	action=$1
+	shift
+	slotctl_log "$* -> $action"
+	case "$action" in
+	reboot) sync; reboot -f ;;
+	poweroff) sync; poweroff -f ;;
+	recovery)
+		if [ -n "$SLOTCTL_RECOVERY_ROOT" ]; then
+			SLOTCTL_ROOT=$SLOTCTL_RECOVERY_ROOT
+			SLOTCTL_SLOT=recovery
+			slotctl_log "booting the recovery root $SLOTCTL_ROOT"
+			return 0
+		fi
+		slotctl_panic "slotctl: $* (no SLOTCTL_RECOVERY_ROOT set)"
+		;;
+	*) slotctl_panic "slotctl: $*" ;;
+	esac
+	# reboot/poweroff/panic should not return; never fall through to an unverified root.
+	while :; do sleep 60; done
+}
+
+# Runs `slotctl boot --shell` (which consumes a try and verifies the slot before it
+# prints anything), then maps the status family to an action, then opens dm-verity
+# when the verified descriptor carries a root hash.
+slotctl_select_root() {
+	SLOTCTL_ROOT=
+	if ! slotctl_wait_for_disk; then
+		slotctl_act "$SLOTCTL_ON_TABLE_UNUSABLE" "slot disk missing"
+		return 0
+	fi
+	out=$("$SLOTCTL" --config "$SLOTCTL_CONF" boot --shell)
+	rc=$?
+	case "$rc" in
+	0) ;;
+	50|51)
+		slotctl_act "$SLOTCTL_ON_NO_SLOT" "no bootable slot (status $rc)"
+		return 0 ;;
+	60|61|62|63)
+		slotctl_act "$SLOTCTL_ON_TABLE_UNUSABLE" "slot table unusable (status $rc)"
+		return 0 ;;
+	*)
+		slotctl_act "$SLOTCTL_ON_ERROR" "slotctl boot failed (status $rc)"
+		return 0 ;;
+	esac
+	# Values are single-quoted by slotctl (spec/cli.md), so eval cannot run anything.
+	eval "$out"
+	slotctl_log "slot $SLOTCTL_SLOT chosen: $SLOTCTL_DEVICE (verification $SLOTCTL_VERIFICATION, verity $SLOTCTL_VERITY)"
+	if [ "$SLOTCTL_VERITY" != 1 ]; then
+		if [ "$SLOTCTL_REQUIRE_VERITY" = yes ]; then
+			slotctl_act "$SLOTCTL_ON_ERROR" "slot $SLOTCTL_SLOT has no dm-verity tree and SLOTCTL_REQUIRE_VERITY=yes"
+			return 0
+		fi
+		SLOTCTL_ROOT=$SLOTCTL_DEVICE
+		return 0
+	fi
+	modprobe dm_verity 2>/dev/null
+	# The root hash is the one slotctl just verified against the signed descriptor: from
+	# here on the kernel checks every block as it is read, so nothing verified earlier
+	# can be swapped before use.
+	if ! veritysetup open "$SLOTCTL_DEVICE" "$SLOTCTL_VERITY_NAME" "$SLOTCTL_DEVICE" "$SLOTCTL_VERITY_ROOT_HASH" \
+		--no-superblock --hash="$SLOTCTL_VERITY_HASH_ALGORITHM" \
+		--data-blocks="$SLOTCTL_VERITY_DATA_BLOCKS" --data-block-size="$SLOTCTL_VERITY_DATA_BLOCK_SIZE" \
+		--hash-block-size="$SLOTCTL_VERITY_HASH_BLOCK_SIZE" --hash-offset="$SLOTCTL_VERITY_HASH_OFFSET" \
+		--salt="$SLOTCTL_VERITY_SALT"; then
+		slotctl_act "$SLOTCTL_ON_ERROR" "veritysetup open failed for slot $SLOTCTL_SLOT"
+		return 0
+	fi
+	SLOTCTL_ROOT=/dev/mapper/$SLOTCTL_VERITY_NAME
+}
