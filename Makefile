@@ -61,16 +61,20 @@ clean:
 	rm -rf .build
 
 # libFuzzer targets for the parsers of untrusted bytes (GPT header and entries, signed
-# descriptor/footer/stream header, TPM responses), each run FUZZ_SECONDS, seeded from
+# descriptor/footer/stream header, TPM responses, the config file), each run FUZZ_SECONDS, seeded from
 # Fixtures/make-fuzz-corpus.sh. A crash stops with its input in .build/fuzz/.
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS = GPT Image TPM
+# The config file's parser (Sources/slotctl/Config.swift) is compiled into its target
+# beside the core.
+FUZZ_TARGETS = GPT Image TPM Config
+FUZZ_EXTRA_Config = Sources/slotctl/Config.swift
 fuzz: deps build
 	@mkdir -p .build/fuzz
 	@rm -rf .build/fuzz/corpus && bash Fixtures/make-fuzz-corpus.sh .build/fuzz/corpus .build/debug/slotctl
 	@for t in $(FUZZ_TARGETS); do \
-	  swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name SlotCore $(CORE_SOURCES) Fuzz/Fuzz$$t.swift \
-	    -o .build/fuzz/fuzz-$$t 2> >(grep -v "Cannot export local symbol" >&2) || exit 1; \
+	  extra=""; [ $$t = Config ] && extra="$(FUZZ_EXTRA_Config)"; \
+	  swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name SlotCore $(CORE_SOURCES) $$extra Fuzz/Fuzz$$t.swift \
+	    -o .build/fuzz/fuzz-$$t 2> >(grep -v "Cannot export local symbol\|ignoring import" >&2) || exit 1; \
 	done
 	@for t in $(FUZZ_TARGETS); do \
 	  c=$$(echo $$t | tr A-Z a-z); mkdir -p .build/fuzz/work-$$c; \

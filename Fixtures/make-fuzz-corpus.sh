@@ -6,13 +6,18 @@
 #           start of a --stream file
 #   tpm/    TPM 2.0 responses as swtpm answers slotctl's commands (NV_ReadPublic of a
 #           counter, NV_Read of 8 bytes, GetCapability TPM_PT_PERMANENT, an error)
+#   config/ slotctl.conf texts: every key, comments, malformed lines
 # Usage: Fixtures/make-fuzz-corpus.sh OUTDIR SLOTCTL
 set -euo pipefail
 out=$1
 slotctl=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$out/gpt" "$out/image" "$out/tpm"
+mkdir -p "$out/gpt" "$out/image" "$out/tpm" "$out/config"
+# config/: the documented keys, a comment, a bad line and an unknown key.
+printf 'disk = /dev/mmcblk0\nkeys = /etc/slotctl/keys  # trusted keys\ncounters = tpm:/dev/tpmrm0\n' > "$out/config/full"
+printf 'sector_size = 4096\nverification = none\nbooted_file = /run/x\ncmdline_file = /proc/cmdline\n' > "$out/config/rest"
+printf 'disk\n= value\nfoo = bar\n\t\r\n' > "$out/config/bad"
 
 seed_gpt() { # seed_gpt IMAGE NAME
   local sectors=$(( $(stat -c %s "$1") / 512 ))

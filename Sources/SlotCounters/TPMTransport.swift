@@ -24,7 +24,11 @@ public final class TPMDeviceTransport: TPMTransport {
     public init(path: String) { self.path = path }
 
     public func transact(_ command: [UInt8]) throws(CounterError) -> [UInt8] {
-        let fd = open(path, O_RDWR | O_CLOEXEC)
+        // O_NONBLOCK: the kernel (4.20 and later) then runs the command in the background
+        // and the write returns at once, so the poll below bounds the whole command. A
+        // blocking write would run it inside write(2), bounded only by the driver's own
+        // timeouts (minutes), and a stalled TPM would stall the boot.
+        let fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw CounterError("TPM \(path): cannot open: \(errnoText())") }
         defer { close(fd) }
         let put = command.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

@@ -168,8 +168,9 @@ public enum InstallFlow {
                                     keys: KeyDirectory, hasher: PayloadHasher, tries: UInt8) throws(FlowError) -> Report {
         let name = SlotFlows.letterText(letter)
         let check = ImageVerification.verify(disk, offset: target.offset, size: target.size, keys: keys, hasher: hasher)
-        guard check.verified, check.payloadDigest == expected.payloadDigest, check.keyID == expected.keyID,
-              let descriptor = expected.descriptor else {
+        // The whole signed descriptor must match, not only digest and key: a different
+        // rollback index, version or verity tree under the same payload is another image.
+        guard check.verified, let descriptor = expected.descriptor, check.descriptor == descriptor else {
             throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image"); it stays unbootable")
         }
         let active = try SlotFlows.setActive(disk, slot: letter, tries: tries)

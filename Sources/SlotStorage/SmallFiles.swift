@@ -31,7 +31,11 @@ public enum SmallFiles {
     /// Replaces `path` with `bytes` so that a cut leaves the whole old or the whole new file.
     public static func replace(_ path: String, with bytes: [UInt8], mode: mode_t) throws(StorageError) {
         let temp = path + ".tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        // A leftover temp file (a cut before the rename) is removed, and the new one is
+        // created exclusively and never through a symbolic link: whatever sits at the
+        // temp path, slotctl writes only a file it just made (spec/security.md).
+        unlink(temp)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw StorageError(.write, path: temp, detail: "cannot create: \(errnoText())") }
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)

@@ -144,6 +144,10 @@ enum Render {
             ("SLOTCTL_PARTITION", "\(table.partitionNumber(slot))"),
             ("SLOTCTL_DEVICE", device),
             ("SLOTCTL_PARTUUID", table.uniqueGUID(slot).text.lowercased()),
+            // The byte range slotctl verified: the hook checks that the kernel's partition
+            // is exactly this range before it mounts anything (spec/security.md).
+            ("SLOTCTL_OFFSET", "\(table.byteOffset(slot))"),
+            ("SLOTCTL_SIZE", "\(table.byteSize(slot))"),
             ("SLOTCTL_LABEL", table.label(slot)),
             ("SLOTCTL_VERIFICATION", verification),
             ("SLOTCTL_VERITY", verity == nil ? "0" : "1"),

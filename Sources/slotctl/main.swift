@@ -19,7 +19,7 @@ usage: slotctl [--disk PATH] [--keys DIR] [--counters SPEC] [--config FILE] [--j
   install IMAGE|- [--slot SLOT] [--tries N] verify, write to the inactive slot, read back, activate
   counters [provision [--locations N]]     show (and provision) rollback counters
   sign --key PEM --rollback-index N [--rollback-location L] [--version S]
-       [--partition-size BYTES] [--stream] PAYLOAD -o IMAGE
+       [--partition-size BYTES] [--verity [--salt HEX]] [--stream] PAYLOAD -o IMAGE
 other global options: --booted-file PATH, --cmdline-file PATH, --sector-size 512|4096,
   --verification signature|none (default signature)
 exit codes: spec/status-codes.md

@@ -8,7 +8,12 @@
 #   3. v3 written to b raw, signed by a key the device does not trust: refused, a boots;
 #   4. v4 installed to b with 2 tries hangs (reboots before confirming) until the tries
 #      run out, then a boots;
-#   5. v5 installed to b is good: b boots and is confirmed.
+#   5. v5 installed to b is good: b boots and is confirmed;
+#   6. with b taken out, a's v1 is below the rollback counter v5 raised: refused, and
+#      the initramfs takes its no-bootable-slot action.
+# Rollback counters live in a software TPM (swtpm) that QEMU presents as a TPM 2.0 TIS
+# device: the guest's slotctl reaches it through /dev/tpmrm0, and the host cross-checks
+# every value with tpm2_nvread.
 # Every step is judged by the serial console and by cgpt on the disk afterwards. A failed
 # step prints its console log (and all logs stay in $WORK).
 #
@@ -33,13 +38,13 @@ KVER=$(ls /lib/modules | sort -V | tail -n 1)
 KERNEL=/boot/vmlinuz-$KVER
 [ -n "$KVER" ] && [ -r "$KERNEL" ] || die "no kernel in /boot (linux-image-amd64)"
 [ -x "$SLOTCTL_STATIC" ] || die "$SLOTCTL_STATIC missing (make static)"
-for tool in mkinitramfs qemu-system-x86_64 mke2fs cgpt openssl busybox veritysetup; do
+for tool in mkinitramfs qemu-system-x86_64 mke2fs cgpt openssl busybox veritysetup swtpm tpm2_nvread; do
 	command -v "$tool" >/dev/null || die "$tool missing"
 done
 QEMU_ACCEL=${QEMU_ACCEL:-tcg}
 
 rm -rf "$WORK"
-mkdir -p "$WORK"/{keys,initramfs-conf/hooks,initramfs-conf/scripts/local-top,logs}
+mkdir -p "$WORK"/{keys,initramfs-conf/hooks,initramfs-conf/scripts/local-top,logs,tpm}
 cd "$WORK" || exit 1
 umask 022
 
@@ -56,6 +61,7 @@ openssl genpkey -algorithm ed25519 -out rogue.pem 2>/dev/null
 cat > slotctl.conf <<EOF
 disk = /dev/vda
 keys = /etc/slotctl/keys
+counters = tpm:/dev/tpmrm0
 EOF
 cat > boot.conf <<'EOF'
 SLOTCTL_DISK_WAIT=30
@@ -124,6 +130,41 @@ cgpt_state() {
 	echo "$(cgpt show -i "$1" -P disk.img) $(cgpt show -i "$1" -T disk.img) $(cgpt show -i "$1" -S disk.img)"
 }
 
+# --- The software TPM. On the host it listens on TCP (provisioning and cross-checks);
+# for a boot it serves QEMU's TPM emulator device over a UNIX socket. Same state dir.
+TPM_PORT=$((24000 + $$ % 2000 * 2))
+TPM_PID=
+tpm_stop() { [ -n "$TPM_PID" ] && kill "$TPM_PID" 2>/dev/null && wait "$TPM_PID" 2>/dev/null; TPM_PID=; }
+trap tpm_stop EXIT
+tpm_host_start() {
+	swtpm socket --tpm2 --server type=tcp,port=$TPM_PORT,bindaddr=127.0.0.1 \
+		--ctrl type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$WORK/tpm" \
+		--flags not-need-init,startup-clear &
+	TPM_PID=$!
+	for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$TPM_PORT) 2>/dev/null && return 0; sleep 0.1; done
+	die "swtpm did not start"
+}
+# The counter at rollback location 0 as slotctl reads it, and checked against the raw
+# value tpm2_nvread reads from the NV index (the raw value is base + counter).
+TPM_BASE=
+counter_value() {
+	tpm_host_start
+	local json raw
+	json=$("$HOST_SLOTCTL" --counters "tpm:tcp:127.0.0.1:$TPM_PORT" --json counters)
+	COUNTER=$(sed -n 's/.*"location":0,"value":\([0-9]*\).*/\1/p' <<<"$json")
+	raw=$(TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$TPM_PORT" tpm2_nvread 0x01505C00 -C 0x01505C00 -s 8 | od -An -tx1 | tr -d ' \n')
+	tpm_stop
+	RAW=$((16#$raw))
+}
+expect_counter() { # value description
+	counter_value
+	if [ "$COUNTER" = "$1" ] && [ "$RAW" = $((TPM_BASE + $1)) ]; then
+		pass "$2 (slotctl: $COUNTER, tpm2_nvread: base $TPM_BASE + $COUNTER)"
+	else
+		fail "$2: slotctl reads '$COUNTER', tpm2_nvread $RAW with base $TPM_BASE; expected $1"
+	fi
+}
+
 BOOT_NUMBER=0
 # One power-on; the guest powers off (or reboots, which -no-reboot turns into an exit).
 boot() {
@@ -132,12 +173,18 @@ boot() {
 	echo "--- boot $BOOT_NUMBER: $*"
 	local accel=(-accel tcg)
 	[ "$QEMU_ACCEL" = kvm ] && accel=(-accel kvm -accel tcg)
+	rm -f "$WORK/tpm/ctrl.sock"
+	swtpm socket --tpm2 --tpmstate dir="$WORK/tpm" --ctrl type=unixio,path="$WORK/tpm/ctrl.sock" --terminate &
+	TPM_PID=$!
+	for _ in $(seq 50); do [ -S "$WORK/tpm/ctrl.sock" ] && break; sleep 0.1; done
 	timeout "$QEMU_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -m 512 -smp 1 -nodefaults -no-reboot \
 		-display none -serial "file:$LOG" \
+		-chardev socket,id=chrtpm,path="$WORK/tpm/ctrl.sock" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
 		-kernel "$KERNEL" -initrd initrd.img \
 		-append "root=slotctl console=ttyS0 panic=-1 loglevel=4" \
 		-drive "file=disk.img,format=raw,if=virtio,cache=writethrough"
 	local rc=$?
+	tpm_stop
 	[ "$rc" -eq 124 ] && echo "boot $BOOT_NUMBER: timed out after ${QEMU_TIMEOUT}s"
 	grep -a -E "QEMU-TEST|slotctl-boot|slotctl-confirm|slotctl: warning|health:|Kernel panic" "$LOG" | tr -d '\r' | sed 's/^/    | /'
 }
@@ -186,6 +233,12 @@ make_rootfs 2 fail; sign 2 2 release.pem
 make_rootfs 3 pass; sign 3 3 rogue.pem
 make_rootfs 4 hang; sign 4 4 release.pem
 make_rootfs 5 pass; sign 5 5 release.pem
+tpm_host_start
+"$HOST_SLOTCTL" --counters "tpm:tcp:127.0.0.1:$TPM_PORT" counters provision --locations 8 >/dev/null || die "provision the TPM"
+tpm_stop
+counter_value
+TPM_BASE=$((RAW - COUNTER))
+[ "$COUNTER" = 0 ] || die "a freshly provisioned counter reads $COUNTER"
 host format --size 96M --slot-size "$SLOT_SIZE" >/dev/null || die "format"
 host install v1.img --slot a >/dev/null || die "install v1"
 sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v: no problems" || fail "sgdisk -v complains"
@@ -195,6 +248,7 @@ boot "v1 in a"
 expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotctl-root" "boot 1: v1 runs from slot a on the dm-verity mapping"
 expect_console "booted slot confirmed" "boot 1: health checks passed and a was confirmed"
 expect_state 1 "15 0 1" "after boot 1: a is confirmed"
+expect_counter 1 "after boot 1: mark-successful raised the TPM counter to v1's index"
 
 # 2. v2 installed to b fails its health check: marked failed, reboot, a boots again.
 host install v2.img --slot b >/dev/null || die "install v2"
@@ -204,6 +258,7 @@ expect_console "QEMU-TEST: running version 2 from slot b" "boot 2: v2 runs from 
 expect_console "health check 10-service failed" "boot 2: the health check failed"
 expect_not_console "booted slot confirmed" "boot 2: b was not confirmed"
 expect_state 2 "0 0 0" "after boot 2: b marked failed"
+expect_counter 1 "after boot 2: the failed v2 did not raise the counter"
 boot "fallback"
 expect_console "QEMU-TEST: running version 1 from slot a" "boot 3: fell back to v1 in a"
 # Activating b ranked a just below it (priority 14); a stays confirmed.
@@ -239,6 +294,16 @@ boot "v5 in b"
 expect_console "QEMU-TEST: running version 5 from slot b" "boot 8: v5 runs from b"
 expect_console "booted slot confirmed" "boot 8: b confirmed"
 expect_state 2 "15 0 1" "after boot 8: b confirmed"
+expect_counter 5 "after boot 8: the counter was raised to v5's index"
+
+# 6. b taken out: a still holds v1, below the counter now. It must not boot; with no
+#    slot left the initramfs takes SLOTCTL_ON_NO_SLOT (here panic, which reboots).
+cgpt add -i 2 -P 0 disk.img
+boot "b out, a's v1 below the counter"
+expect_console "slot a refused: rollback index 1 is below the counter 5" "boot 9: a's v1 refused as a rollback"
+expect_console "no bootable slot \(status 5[0-9]\) -> panic" "boot 9: the initramfs took its no-bootable-slot action"
+expect_not_console "QEMU-TEST: running" "boot 9: nothing booted"
+expect_counter 5 "after boot 9: the counter is unchanged"
 sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v after the guest's writes: no problems" || fail "sgdisk -v complains after the guest's writes"
 
 echo "console logs: $WORK/logs"

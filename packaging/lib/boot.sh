@@ -66,6 +66,25 @@ slotctl_act() {
 	while :; do sleep 60; done
 }
 
+slotctl_settle() {
+	command -v udevadm >/dev/null 2>&1 && udevadm settle --timeout=10 >/dev/null 2>&1
+	waited=0
+	while [ ! -b "$SLOTCTL_DEVICE" ] && [ "$waited" -lt 10 ]; do
+		sleep 1
+		waited=$((waited + 1))
+	done
+}
+
+# True when the kernel's partition device covers exactly the bytes slotctl verified.
+# slotctl reads the GPT by the UEFI rules and the kernel by its own (a disk whose MBR
+# lacks the protective entry, entries slotctl refuses as overlapping): the mounted
+# partition must be the verified one. /sys gives start and size in 512-byte units.
+slotctl_same_range() {
+	sys=/sys/class/block/${SLOTCTL_DEVICE##*/}
+	[ -r "$sys/start" ] && [ -r "$sys/size" ] || return 1
+	[ "$(($(cat "$sys/start") * 512))" = "$SLOTCTL_OFFSET" ] && [ "$(($(cat "$sys/size") * 512))" = "$SLOTCTL_SIZE" ]
+}
+
 # Runs `slotctl boot --shell` (which consumes a try and verifies the slot before it
 # prints anything), then maps the status family to an action, then opens dm-verity
 # when the verified descriptor carries a root hash.
@@ -92,6 +111,22 @@ slotctl_select_root() {
 	# Values are single-quoted by slotctl (spec/cli.md), so eval cannot run anything.
 	eval "$out"
 	slotctl_log "slot $SLOTCTL_SLOT chosen: $SLOTCTL_DEVICE (verification $SLOTCTL_VERIFICATION, verity $SLOTCTL_VERITY)"
+	# When boot wrote the table (a try spent, a slot refused), udev sees the disk closed
+	# after a write and has the kernel re-read its partitions: the partition devices
+	# vanish and come back. Wait for that before looking at them.
+	# A re-read can also start just after the settle, so a mismatch is looked at again for
+	# a few seconds before it counts.
+	slotctl_settle
+	checks=1
+	until slotctl_same_range; do
+		if [ "$checks" -ge 5 ]; then
+			slotctl_act "$SLOTCTL_ON_ERROR" "the kernel's $SLOTCTL_DEVICE is not the range slotctl verified (bytes $SLOTCTL_OFFSET+$SLOTCTL_SIZE)"
+			return 0
+		fi
+		sleep 1
+		slotctl_settle
+		checks=$((checks + 1))
+	done
 	if [ "$SLOTCTL_VERITY" != 1 ]; then
 		if [ "$SLOTCTL_REQUIRE_VERITY" = yes ]; then
 			slotctl_act "$SLOTCTL_ON_ERROR" "slot $SLOTCTL_SLOT has no dm-verity tree and SLOTCTL_REQUIRE_VERITY=yes"
