@@ -24,6 +24,16 @@ public struct CryptoError: Error, CustomStringConvertible {
     }
 }
 
+/// SHA-256 as fetched once from the default provider. `EVP_sha256()` is a legacy handle:
+/// OpenSSL 3 looks its implementation up by name (a locked table search) on every
+/// EVP_DigestInit_ex, which is per 4 KiB block when building a dm-verity tree. With a
+/// fetched handle a re-init on the same context only resets the hash state. Never freed:
+/// it lives as long as the process.
+nonisolated(unsafe) private let fetchedSHA256: OpaquePointer = {
+    guard let digest = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("EVP_MD_fetch(SHA256) failed") }
+    return digest
+}()
+
 /// Streaming SHA-256 through one reused EVP_MD_CTX. Used by verify and install to hash
 /// a payload in fixed-size chunks, and by key loading for key ids.
 public final class SHA256Stream {
@@ -38,7 +48,7 @@ public final class SHA256Stream {
     deinit { EVP_MD_CTX_free(context) }
 
     public func reset() {
-        guard EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else { fatalError("EVP_DigestInit_ex(sha256) failed") }
+        guard EVP_DigestInit_ex2(context, fetchedSHA256, nil) == 1 else { fatalError("EVP_DigestInit_ex2(SHA256) failed") }
     }
 
     public func update(_ bytes: UnsafeRawBufferPointer) {
@@ -66,6 +76,38 @@ public final class SHA256Stream {
         let stream = SHA256Stream()
         bytes.withUnsafeBytes { stream.update($0) }
         return stream.finish()
+    }
+}
+
+/// dm-verity's block hash (hash type 1): SHA-256(salt || block), for many blocks through
+/// one reused context. The loop is here rather than in the caller so that each block
+/// costs one init, two updates and one final on the same context, with no allocation
+/// and no call across a module boundary per step.
+public final class SaltedBlockHasher {
+    private let stream = SHA256Stream()
+    private let salt: UnsafeMutableRawBufferPointer
+
+    /// `salt` may be empty (veritysetup's `--salt=-`).
+    public init(salt: [UInt8]) {
+        self.salt = UnsafeMutableRawBufferPointer.allocate(byteCount: salt.count, alignment: 16)
+        salt.withUnsafeBytes { self.salt.copyMemory(from: $0) }
+    }
+
+    deinit { salt.deallocate() }
+
+    /// Writes SHA-256(salt || block) for each `blockSize`-byte block of `blocks` (a whole
+    /// number of them) as 32-byte digests back to back from `digests`.
+    public func digest(eachBlockOf blocks: UnsafeRawBufferPointer, blockSize: Int, into digests: UnsafeMutableRawPointer) {
+        precondition(blockSize > 0 && blocks.count % blockSize == 0, "SaltedBlockHasher: not a whole number of blocks")
+        var output = digests
+        var start = 0
+        while start < blocks.count {
+            stream.update(UnsafeRawBufferPointer(salt))
+            stream.update(UnsafeRawBufferPointer(rebasing: blocks[start..<start + blockSize]))
+            stream.finish(into: output)
+            output += 32
+            start += blockSize
+        }
     }
 }
 

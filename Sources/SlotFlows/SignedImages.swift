@@ -64,17 +64,25 @@ public final class PayloadHasher {
         return (done, sha.finish())
     }
 
-    /// Copies `count` bytes from `source` at 0 to `target` at 0 and returns their SHA-256:
-    /// one pass, one buffer (used by `sign`).
-    public func copyAndDigest(from source: BlockStore, to target: BlockStore, count: UInt64) throws(StorageError) -> [UInt8] {
+    /// Copies `count` bytes from `source` at 0 to `target` at 0, then zeros up to
+    /// `paddedCount`, and returns the SHA-256 of all of it: one pass, one buffer (used by
+    /// `sign`). `eachChunk` sees every chunk, padding included, before the next is read,
+    /// so the dm-verity tree is built from it instead of reading the payload a second
+    /// time. Every chunk but the last is `chunkSize` bytes.
+    public func copyAndDigest(from source: BlockStore, to target: BlockStore, count: UInt64, paddedCount: UInt64? = nil,
+                              eachChunk: ((UnsafeRawBufferPointer) throws(StorageError) -> Void)? = nil) throws(StorageError) -> [UInt8] {
         sha.reset()
+        let total = max(count, paddedCount ?? count)
         var done: UInt64 = 0
-        while done < count {
-            let n = Int(min(UInt64(buffer.count), count - done))
+        while done < total {
+            let n = Int(min(UInt64(buffer.count), total - done))
+            let copied = done < count ? Int(min(UInt64(n), count - done)) : 0
             let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
-            try source.read(into: chunk, at: done)
-            sha.update(UnsafeRawBufferPointer(chunk))
+            if copied > 0 { try source.read(into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<copied]), at: done) }
+            UnsafeMutableRawBufferPointer(rebasing: chunk[copied...]).initializeMemory(as: UInt8.self, repeating: 0)
             try target.write(UnsafeRawBufferPointer(chunk), at: done)
+            sha.update(UnsafeRawBufferPointer(chunk))
+            try eachChunk?(UnsafeRawBufferPointer(chunk))
             done += UInt64(n)
         }
         return sha.finish()
@@ -373,20 +381,29 @@ public enum SignFlow {
         descriptor.signatureAlgorithm = algorithm
         for (i, byte) in key.keyID.enumerated() { descriptor.keyID[i] = byte }
         for (i, byte) in versionBytes.enumerated() { descriptor.versionString[i] = byte }
+        // With verity the tree is built from the payload as it is copied (one read of it),
+        // the padded payload signed as dm-verity will see it: zeros to whole blocks.
+        var tree: VerityTreeWriter? = nil
+        if let salt = request.veritySalt {
+            guard salt.count <= 64 else { throw FlowError(.usage, "sign --verity: salt longer than 64 bytes") }
+            tree = try VerityTreeWriter(target: output, dataBlocks: layout.signedPayloadSize / UInt64(verityBlock),
+                                        dataBlockSize: verityBlock, hashBlockSize: verityBlock, salt: salt,
+                                        treeOffset: layout.signedPayloadSize)
+        }
+        var root: [UInt8] = []
         do {
-            var digest = try hasher.copyAndDigest(from: payload, to: output, count: request.payloadSize)
-            if layout.signedPayloadSize != request.payloadSize {
-                // The output holds zeros past the payload: hash the padded payload as signed.
-                digest = try hasher.digest(output, offset: 0, count: layout.signedPayloadSize)
+            let digest = try hasher.copyAndDigest(from: payload, to: output, count: request.payloadSize,
+                                                  paddedCount: layout.signedPayloadSize) { (chunk) throws(StorageError) in
+                try tree?.append(chunk)
             }
             for (i, byte) in digest.enumerated() { descriptor.payloadDigest[i] = byte }
-        } catch { throw FlowError.io(error, doing: "sign: copying the payload") }
+            if let tree { root = try tree.finish() }
+        } catch {
+            throw FlowError.io(error, doing: tree == nil ? "sign: copying the payload" : "sign: copying the payload and building its hash tree")
+        }
         descriptor.payloadSize = layout.signedPayloadSize
         if let salt = request.veritySalt, let geometry = layout.geometry {
-            guard salt.count <= 64 else { throw FlowError(.usage, "sign --verity: salt longer than 64 bytes") }
             let dataBlocks = layout.signedPayloadSize / UInt64(verityBlock)
-            let root = try VerityBuilder.build(source: output, target: output, dataBlocks: dataBlocks, blockSize: verityBlock,
-                                               salt: salt, treeOffset: layout.signedPayloadSize)
             descriptor.flags |= SlotDescriptor.flagVerity
             descriptor.verity.dataBlockSize = verityBlock
             descriptor.verity.hashBlockSize = verityBlock

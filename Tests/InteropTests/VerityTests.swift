@@ -1,5 +1,9 @@
 import Foundation
 import Testing
+import SlotCore
+import SlotCrypto
+import SlotFlows
+import SlotTestSupport
 
 /// dm-verity trees slotctl builds are the trees `veritysetup format` builds.
 @Suite(.serialized) struct VerityTests {
@@ -50,6 +54,94 @@ import Testing
         let verify = try Tools.run("veritysetup", ["verify", "--no-superblock", "--hash-offset=\(offset)", "--data-blocks=\(blocks)",
                                                    "--salt=\(Self.salt)", image, image, root])
         #expect(verify.status == 0, "\(verify.stderr)")
+    }
+
+    /// The descriptor allows data and hash blocks of different sizes, as veritysetup does
+    /// (`sign` itself always makes 4096/4096): level 0 hashes data blocks, the levels
+    /// above hash blocks. The tree veritysetup builds with such sizes is the one slotctl
+    /// builds, and an image carrying it verifies; with a changed tree byte it does not.
+    @Test(arguments: [(1024, 4096), (4096, 512), (512, 1024)])
+    func differingDataAndHashBlockSizesMatchVeritysetup(dataBlockSize: Int, hashBlockSize: Int) throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let dataBlocks = 1000 // two levels with 128 digests a block, three with 16
+        let payloadSize = dataBlocks * dataBlockSize
+        let treeOffset = (payloadSize + 4095) / 4096 * 4096
+        let geometry = try #require(VerityGeometry(dataBlocks: UInt64(dataBlocks), hashBlockSize: UInt32(hashBlockSize)))
+        let treeSize = Int(geometry.treeBytes)
+        let descriptorOffset = (treeOffset + treeSize + 4095) / 4096 * 4096
+        let path = dir.appendingPathComponent("image").path
+        try randomFile(path, bytes: payloadSize)
+        var image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        image += [UInt8](repeating: 0, count: descriptorOffset + 4096 - payloadSize)
+        try Data(image).write(to: URL(fileURLWithPath: path))
+        let format = try Tools.must("veritysetup", ["format", "--no-superblock", "--data-block-size=\(dataBlockSize)",
+                                                    "--hash-block-size=\(hashBlockSize)", "--data-blocks=\(dataBlocks)",
+                                                    "--hash-offset=\(treeOffset)", "--salt=\(Self.salt)", path, path])
+        let root = try #require(format.split(separator: "\n").first { $0.hasPrefix("Root hash:") }?
+            .split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespaces) })
+        image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let theirTree = Array(image[treeOffset..<treeOffset + treeSize])
+
+        // The builder alone: veritysetup's root hash and tree bytes.
+        let salt = try #require(parseHexSalt(Self.salt))
+        let tree = MemoryStore(bytes: [UInt8](repeating: 0, count: treeSize), sectorSize: 512)
+        let built = try VerityBuilder.build(source: MemoryStore(bytes: image, sectorSize: 512), target: tree, dataBlocks: UInt64(dataBlocks),
+                                            dataBlockSize: UInt32(dataBlockSize), hashBlockSize: UInt32(hashBlockSize), salt: salt,
+                                            treeOffset: 0)
+        #expect(hex(built) == root)
+        #expect(tree.bytes == theirTree, "identical hash trees")
+
+        // A signed image with these parameters (what another signer could make) verifies.
+        let key = try PrivateKey(pemPath: keys.privatePath("ed25519"))
+        var descriptor = SlotDescriptor()
+        descriptor.payloadSize = UInt64(payloadSize)
+        descriptor.rollbackIndex = 1
+        descriptor.signatureAlgorithm = .ed25519
+        for (i, byte) in SHA256Stream.digest(Array(image[0..<payloadSize])).enumerated() { descriptor.payloadDigest[i] = byte }
+        for (i, byte) in key.keyID.enumerated() { descriptor.keyID[i] = byte }
+        descriptor.flags = SlotDescriptor.flagVerity
+        descriptor.verity.dataBlockSize = UInt32(dataBlockSize)
+        descriptor.verity.hashBlockSize = UInt32(hashBlockSize)
+        descriptor.verity.dataBlocks = UInt64(dataBlocks)
+        descriptor.verity.treeOffset = UInt64(treeOffset)
+        descriptor.verity.treeSize = UInt64(treeSize)
+        descriptor.verity.saltSize = UInt32(salt.count)
+        for (i, byte) in salt.enumerated() { descriptor.verity.salt[i] = byte }
+        for (i, byte) in built.enumerated() { descriptor.verity.rootHash[i] = byte }
+        var descriptorBytes = [UInt8](repeating: 0, count: descriptor.totalSize)
+        var descriptorSpan = descriptorBytes.mutableSpan
+        descriptor.serializeSigned(into: &descriptorSpan)
+        let signature = try key.sign(message: Array(descriptorBytes[0..<SlotDescriptor.signedSize]), algorithm: .ed25519)
+        descriptorBytes.replaceSubrange(SlotDescriptor.signedSize..., with: signature)
+        var footer = [UInt8](repeating: 0, count: ImageFooter.size)
+        var footerSpan = footer.mutableSpan
+        ImageFooter(descriptorOffset: UInt64(descriptorOffset), descriptorSize: UInt32(descriptorBytes.count)).serialize(into: &footerSpan)
+        image.replaceSubrange(descriptorOffset..<descriptorOffset + descriptorBytes.count, with: descriptorBytes)
+        image.replaceSubrange(image.count - ImageFooter.size..<image.count, with: footer)
+        try Data(image).write(to: URL(fileURLWithPath: path))
+        func verify() throws -> Run { try Tools.slotctl(["--keys", keys.keys, "--config", "/dev/null", "verify", "--image", path]) }
+        var run = try verify()
+        #expect(run.status == 0, "\(dataBlockSize)/\(hashBlockSize): \(run.stderr)")
+
+        // A changed byte in the last level-0 block: the payload still matches its digest,
+        // only the rebuilt tree tells.
+        image[treeOffset + treeSize - hashBlockSize + 3] ^= 0x01
+        try Data(image).write(to: URL(fileURLWithPath: path))
+        run = try verify()
+        #expect(run.status == 23 && run.stderr.contains("hash tree differs"), "\(run.status) \(run.stderr)")
+    }
+
+    func parseHexSalt(_ text: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(index, offsetBy: 2)
+            guard let byte = UInt8(text[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        return bytes
     }
 
     /// boot checks the signed root hash against the tree's top block (not every payload
