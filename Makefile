@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu build release static test test-unit test-qemu test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu build release static test test-unit test-packaging test-qemu test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -27,16 +27,20 @@ release: deps
 static: deps
 	$(SWIFT) build -c release --static-swift-stdlib -Xswiftc -static-executable --build-path .build/static
 
-# Every test: the Swift suites (core, flows, interop with the real tools, CLI) and the
-# QEMU boot test.
-test: test-unit test-qemu
+# Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
+# static checks of packaging/ and the QEMU boot test.
+test: test-unit test-packaging test-qemu
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+# Shell syntax (busybox ash), systemd ordering, config reading of packaging/.
+test-packaging: deps-qemu
+	bash Tests/packaging/check.sh
+
 # Boots Debian's kernel under QEMU (TCG) with an initramfs made by mkinitramfs from
-# packaging/, through eight boots of the update story (Tests/qemu/boot-test.sh; about
+# packaging/, through nine boots of the update story (Tests/qemu/boot-test.sh; about
 # 2 minutes here). Console logs stay in .build/qemu-test/logs.
 test-qemu: deps deps-qemu static
 	bash Tests/qemu/boot-test.sh

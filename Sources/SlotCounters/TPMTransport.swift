@@ -24,17 +24,18 @@ public final class TPMDeviceTransport: TPMTransport {
     public init(path: String) { self.path = path }
 
     public func transact(_ command: [UInt8]) throws(CounterError) -> [UInt8] {
-        // O_NONBLOCK: the kernel (4.20 and later) then runs the command in the background
-        // and the write returns at once, so the poll below bounds the whole command. A
-        // blocking write would run it inside write(2), bounded only by the driver's own
-        // timeouts (minutes), and a stalled TPM would stall the boot.
-        let fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
+        // Blocking on purpose: the kernel runs the command inside write(2), bounded by the
+        // TPM driver's own timeouts. O_NONBLOCK would not bound a stall any better (close
+        // waits for the queued command) and would turn a transmit error into a timeout.
+        let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw CounterError("TPM \(path): cannot open: \(errnoText())") }
         defer { close(fd) }
         let put = command.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard put == command.count else { throw CounterError("TPM \(path): write failed: \(errnoText())") }
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&poller, 1, Int32(timeoutSeconds * 1000)) == 1 else {
+        var ready: Int32
+        repeat { ready = poll(&poller, 1, Int32(timeoutSeconds * 1000)) } while ready < 0 && errno == EINTR
+        guard ready == 1 else {
             throw CounterError("TPM \(path): no answer within \(timeoutSeconds) s")
         }
         var response = [UInt8](repeating: 0, count: maxResponse)

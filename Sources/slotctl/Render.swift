@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SlotCore
 import SlotCrypto
 import SlotFlows
@@ -74,11 +77,19 @@ enum Render {
     }
 
     /// The partition's device node for a block device (`/dev/sda` -> `/dev/sda2`,
-    /// `/dev/nvme0n1` -> `/dev/nvme0n1p2`); for an image file, the file itself.
+    /// `/dev/nvme0n1` -> `/dev/nvme0n1p2`); for an image file, the file itself. A disk
+    /// named by a udev link (`/dev/disk/by-id/…`, `by-path/…`) is resolved to its kernel
+    /// node first: the partition links there are named differently (`…-part2`), and the
+    /// hook finds the partition's range under /sys by the kernel name.
     static func partitionDevice(_ store: FileBlockStore, _ number: Int) -> String {
         guard store.isBlockDevice else { return store.path }
-        let endsInDigit = store.path.last.map { $0.isNumber } ?? false
-        return store.path + (endsInDigit ? "p" : "") + "\(number)"
+        var disk = store.path
+        if let resolved = realpath(store.path, nil) {
+            disk = String(cString: resolved)
+            free(resolved)
+        }
+        let endsInDigit = disk.last.map { $0.isNumber } ?? false
+        return disk + (endsInDigit ? "p" : "") + "\(number)"
     }
 
     static func hex64(_ value: UInt64) -> String {

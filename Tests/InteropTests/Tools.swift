@@ -71,8 +71,11 @@ enum Tools {
         try run(slotctl, arguments, stdinFile: stdinFile)
     }
 
-    /// A fresh scratch directory, removed by the caller's `defer`.
+    /// A fresh scratch directory, removed by the caller's `defer`. Sets the umask to 022
+    /// first: slotctl refuses group- or world-writable keys and configs (spec/security.md),
+    /// so the files these tests make must not depend on the umask of whoever runs them.
     static func scratch() throws -> URL {
+        umask(0o022)
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("slotctl-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url

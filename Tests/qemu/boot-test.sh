@@ -86,8 +86,10 @@ make_rootfs() {
 	cp slotctl.conf "$dir/etc/slotctl.conf"
 	cp keys/release.pem "$dir/etc/slotctl/keys/"
 	echo "$version" > "$dir/etc/slot-version"
+	# PID 1 here is a shell script with no shutdown of its own: reboot at once.
 	cat > "$dir/etc/default-slotctl" <<'EOF'
 SLOTCTL_CHECK_TIMEOUT=30
+SLOTCTL_REBOOT="reboot -f"
 EOF
 	case "$health" in
 	pass) printf '#!/bin/sh\necho "health: all good"\nexit 0\n' ;;
@@ -132,7 +134,10 @@ cgpt_state() {
 
 # --- The software TPM. On the host it listens on TCP (provisioning and cross-checks);
 # for a boot it serves QEMU's TPM emulator device over a UNIX socket. Same state dir.
+# A free pair of ports: nothing answers on either.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 TPM_PORT=$((24000 + $$ % 2000 * 2))
+while port_in_use "$TPM_PORT" || port_in_use $((TPM_PORT + 1)); do TPM_PORT=$((TPM_PORT + 2)); done
 TPM_PID=
 tpm_stop() { [ -n "$TPM_PID" ] && kill "$TPM_PID" 2>/dev/null && wait "$TPM_PID" 2>/dev/null; TPM_PID=; }
 trap tpm_stop EXIT
@@ -141,8 +146,9 @@ tpm_host_start() {
 		--ctrl type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$WORK/tpm" \
 		--flags not-need-init,startup-clear &
 	TPM_PID=$!
-	for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$TPM_PORT) 2>/dev/null && return 0; sleep 0.1; done
-	die "swtpm did not start"
+	# Ours only if our swtpm is still running once the port answers.
+	for _ in $(seq 50); do port_in_use "$TPM_PORT" && kill -0 "$TPM_PID" 2>/dev/null && return 0; sleep 0.1; done
+	die "swtpm did not start on port $TPM_PORT"
 }
 # The counter at rollback location 0 as slotctl reads it, and checked against the raw
 # value tpm2_nvread reads from the NV index (the raw value is base + counter).
@@ -177,6 +183,7 @@ boot() {
 	swtpm socket --tpm2 --tpmstate dir="$WORK/tpm" --ctrl type=unixio,path="$WORK/tpm/ctrl.sock" --terminate &
 	TPM_PID=$!
 	for _ in $(seq 50); do [ -S "$WORK/tpm/ctrl.sock" ] && break; sleep 0.1; done
+	[ -S "$WORK/tpm/ctrl.sock" ] || die "swtpm did not create its socket for QEMU"
 	timeout "$QEMU_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -m 512 -smp 1 -nodefaults -no-reboot \
 		-display none -serial "file:$LOG" \
 		-chardev socket,id=chrtpm,path="$WORK/tpm/ctrl.sock" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \

@@ -23,9 +23,11 @@ SLOTCTL_VERITY_NAME=slotctl-root
 
 slotctl_log() { echo "slotctl-boot: $*" >&2; }
 
-# The `disk = ` line of slotctl.conf: the hook must wait for that device to appear.
+# The `disk = ` line of slotctl.conf, read as slotctl reads it (a `#` starts a comment,
+# the last line wins): the hook must wait for that device to appear.
 slotctl_disk() {
-	sed -n 's/^[[:space:]]*disk[[:space:]]*=[[:space:]]*//p' "$SLOTCTL_CONF" 2>/dev/null | sed 's/[[:space:]]*$//' | tail -n 1
+	sed -n 's/#.*//; s/\r$//; s/^[[:space:]]*disk[[:space:]]*=[[:space:]]*//p' "$SLOTCTL_CONF" 2>/dev/null |
+		sed 's/[[:space:]]*$//' | tail -n 1
 }
 
 slotctl_wait_for_disk() {
@@ -63,7 +65,17 @@ slotctl_act() {
 	*) slotctl_panic "slotctl: $*" ;;
 	esac
 	# reboot/poweroff/panic should not return; never fall through to an unverified root.
+	slotctl_log "stopped: $action returned; not booting an unverified root"
 	while :; do sleep 60; done
+}
+
+# The chosen slot passed slotctl but cannot be used (its partition is not the verified
+# range, it has no dm-verity tree where one is required, the mapping failed): mark it
+# failed, so the booted record does not name a slot that never ran and the next boot
+# tries the next slot, then take SLOTCTL_ON_ERROR.
+slotctl_refuse_chosen() {
+	"$SLOTCTL" --config "$SLOTCTL_CONF" mark-failed "$SLOTCTL_SLOT" >/dev/null
+	slotctl_act "$SLOTCTL_ON_ERROR" "slot $SLOTCTL_SLOT: $*; marked failed"
 }
 
 slotctl_settle() {
@@ -80,9 +92,18 @@ slotctl_settle() {
 # lacks the protective entry, entries slotctl refuses as overlapping): the mounted
 # partition must be the verified one. /sys gives start and size in 512-byte units.
 slotctl_same_range() {
-	sys=/sys/class/block/${SLOTCTL_DEVICE##*/}
+	node=$(readlink -f "$SLOTCTL_DEVICE" 2>/dev/null) || node=$SLOTCTL_DEVICE
+	sys=/sys/class/block/${node##*/}
 	[ -r "$sys/start" ] && [ -r "$sys/size" ] || return 1
 	[ "$(($(cat "$sys/start") * 512))" = "$SLOTCTL_OFFSET" ] && [ "$(($(cat "$sys/size") * 512))" = "$SLOTCTL_SIZE" ]
+}
+
+slotctl_open_verity() {
+	veritysetup open "$SLOTCTL_DEVICE" "$SLOTCTL_VERITY_NAME" "$SLOTCTL_DEVICE" "$SLOTCTL_VERITY_ROOT_HASH" \
+		--no-superblock --hash="$SLOTCTL_VERITY_HASH_ALGORITHM" \
+		--data-blocks="$SLOTCTL_VERITY_DATA_BLOCKS" --data-block-size="$SLOTCTL_VERITY_DATA_BLOCK_SIZE" \
+		--hash-block-size="$SLOTCTL_VERITY_HASH_BLOCK_SIZE" --hash-offset="$SLOTCTL_VERITY_HASH_OFFSET" \
+		--salt="$SLOTCTL_VERITY_SALT"
 }
 
 # Runs `slotctl boot --shell` (which consumes a try and verifies the slot before it
@@ -120,7 +141,7 @@ slotctl_select_root() {
 	checks=1
 	until slotctl_same_range; do
 		if [ "$checks" -ge 5 ]; then
-			slotctl_act "$SLOTCTL_ON_ERROR" "the kernel's $SLOTCTL_DEVICE is not the range slotctl verified (bytes $SLOTCTL_OFFSET+$SLOTCTL_SIZE)"
+			slotctl_refuse_chosen "the kernel's $SLOTCTL_DEVICE is not the range slotctl verified (bytes $SLOTCTL_OFFSET+$SLOTCTL_SIZE)"
 			return 0
 		fi
 		sleep 1
@@ -129,7 +150,12 @@ slotctl_select_root() {
 	done
 	if [ "$SLOTCTL_VERITY" != 1 ]; then
 		if [ "$SLOTCTL_REQUIRE_VERITY" = yes ]; then
-			slotctl_act "$SLOTCTL_ON_ERROR" "slot $SLOTCTL_SLOT has no dm-verity tree and SLOTCTL_REQUIRE_VERITY=yes"
+			slotctl_refuse_chosen "no dm-verity tree and SLOTCTL_REQUIRE_VERITY=yes"
+			return 0
+		fi
+		# The signed bytes must stay as signed: no journal replay, no remount rw.
+		if ! blockdev --setro "$SLOTCTL_DEVICE"; then
+			slotctl_refuse_chosen "cannot make $SLOTCTL_DEVICE read-only"
 			return 0
 		fi
 		SLOTCTL_ROOT=$SLOTCTL_DEVICE
@@ -139,13 +165,14 @@ slotctl_select_root() {
 	# The root hash is the one slotctl just verified against the signed descriptor: from
 	# here on the kernel checks every block as it is read, so nothing verified earlier
 	# can be swapped before use.
-	if ! veritysetup open "$SLOTCTL_DEVICE" "$SLOTCTL_VERITY_NAME" "$SLOTCTL_DEVICE" "$SLOTCTL_VERITY_ROOT_HASH" \
-		--no-superblock --hash="$SLOTCTL_VERITY_HASH_ALGORITHM" \
-		--data-blocks="$SLOTCTL_VERITY_DATA_BLOCKS" --data-block-size="$SLOTCTL_VERITY_DATA_BLOCK_SIZE" \
-		--hash-block-size="$SLOTCTL_VERITY_HASH_BLOCK_SIZE" --hash-offset="$SLOTCTL_VERITY_HASH_OFFSET" \
-		--salt="$SLOTCTL_VERITY_SALT"; then
-		slotctl_act "$SLOTCTL_ON_ERROR" "veritysetup open failed for slot $SLOTCTL_SLOT"
-		return 0
+	# Once more after a settle if the first try fails: a partition re-read can take the
+	# device node away for a moment.
+	if ! slotctl_open_verity; then
+		slotctl_settle
+		if ! slotctl_open_verity; then
+			slotctl_refuse_chosen "veritysetup open failed"
+			return 0
+		fi
 	fi
 	SLOTCTL_ROOT=/dev/mapper/$SLOTCTL_VERITY_NAME
 }

@@ -25,13 +25,19 @@ install() {
 	inst_simple /etc/slotctl.conf
 	inst_simple /usr/lib/slotctl/boot.sh
 	[ -r /etc/slotctl/boot.conf ] && inst_simple /etc/slotctl/boot.conf
-	keys=$(sed -n 's/^[[:space:]]*keys[[:space:]]*=[[:space:]]*//p' /etc/slotctl.conf | sed 's/[[:space:]]*$//' | tail -n 1)
+	# Read as slotctl reads it: `#` starts a comment, the last line wins.
+	keys=$(sed -n 's/#.*//; s/\r$//; s/^[[:space:]]*keys[[:space:]]*=[[:space:]]*//p' /etc/slotctl.conf | sed 's/[[:space:]]*$//' | tail -n 1)
 	keys=${keys:-/etc/slotctl/keys}
+	local found=0
 	for key in "$keys"/*.pem; do
-		[ -f "$key" ] && inst_simple "$key"
+		[ -f "$key" ] && inst_simple "$key" && found=1
 	done
+	if [ "$found" = 0 ]; then
+		derror "slotctl: no *.pem key in $keys; every slot would be refused"
+		return 1
+	fi
 	inst_binary veritysetup
-	inst_multiple sed sleep modprobe reboot poweroff
+	inst_multiple sed sleep modprobe reboot poweroff tail cat sync readlink blockdev
 	inst_hook cmdline 90 "$moddir/parse-slotctl.sh"
 	inst_script "$moddir/slotctl-root.sh" /sbin/slotctl-root
 }

@@ -8,5 +8,5 @@ slotctl_panic() { die "$*"; }
 slotctl_select_root
 [ -n "$SLOTCTL_ROOT" ] || die "slotctl: no root selected"
 ln -sf "$SLOTCTL_ROOT" /dev/root
-printf 'mount -o ro %s %s\n' "$SLOTCTL_ROOT" "$NEWROOT" > "$hookdir/mount/01-slotctl.sh"
+printf 'mount -o ro %s %s\n' "$SLOTCTL_ROOT" "${NEWROOT:-/sysroot}" > "$hookdir/mount/01-slotctl.sh"
 exit 0

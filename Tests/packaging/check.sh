@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make test-packaging: static checks of packaging/ that need no VM.
+#   - every shell script parses (sh -n under busybox ash where it is POSIX sh);
+#   - the systemd units, enabled as the README says, give systemd no ordering cycle
+#     (a cycle makes systemd drop mark-successful: no update would ever be confirmed);
+#   - boot.sh reads `disk =` from slotctl.conf as slotctl does (comments, last line wins).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+passed=0
+failed=0
+check() { if eval "$2"; then echo "ok: $1"; passed=$((passed + 1)); else echo "FAIL: $1"; failed=$((failed + 1)); fi; }
+
+for f in packaging/lib/boot.sh packaging/initramfs-tools/hooks/slotctl packaging/initramfs-tools/scripts/local-top/slotctl \
+	packaging/dracut/90slotctl/parse-slotctl.sh packaging/dracut/90slotctl/slotctl-root.sh packaging/libexec/slotctl-confirm \
+	packaging/sysvinit/slotctl-confirm packaging/etc/boot.conf; do
+	check "busybox sh -n $f" "busybox sh -n '$f'"
+done
+check "bash -n packaging/dracut/90slotctl/module-setup.sh" "bash -n packaging/dracut/90slotctl/module-setup.sh"
+
+# The units installed and enabled as the README's guide says.
+units=$(mktemp -d)
+trap 'rm -rf "$units"' EXIT
+mkdir -p "$units/multi-user.target.wants" "$units/boot-complete.target.requires"
+cp packaging/systemd/*.service "$units/"
+ln -s ../slotctl-health-check.service "$units/multi-user.target.wants/"
+ln -s ../slotctl-mark-successful.service "$units/multi-user.target.wants/"
+ln -s ../slotctl-health-check.service "$units/boot-complete.target.requires/"
+verify=$(SYSTEMD_UNIT_PATH="$units:" systemd-analyze verify multi-user.target 2>&1)
+check "systemd: no ordering cycle with the units enabled" "! grep -qi 'cycle' <<<\"\$verify\""
+order=$(SYSTEMD_UNIT_PATH="$units:" systemd-analyze verify slotctl-mark-successful.service 2>&1)
+check "systemd: mark-successful parses" "! grep -qiE 'unknown|invalid|bad' <<<\"\$order\""
+check "systemd: mark-successful runs after boot-complete.target, which requires the checks" \
+	"grep -q '^After=.*boot-complete.target' packaging/systemd/slotctl-mark-successful.service && grep -q '^Before=boot-complete.target' packaging/systemd/slotctl-health-check.service"
+
+# boot.sh's reading of slotctl.conf.
+conf=$units/slotctl.conf
+printf 'disk = /dev/old\n# disk = /dev/commented\ndisk = /dev/mmcblk0   # the eMMC\r\nkeys = /k\n' > "$conf"
+got=$(SLOTCTL_CONF=$conf SLOTCTL_BOOT_CONF=/nonexistent busybox sh -c '. packaging/lib/boot.sh; slotctl_disk')
+check "boot.sh reads disk = as slotctl does (got '$got')" "[ '$got' = /dev/mmcblk0 ]"
+
+echo "packaging: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
