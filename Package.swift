@@ -16,7 +16,7 @@ let package = Package(
         .systemLibrary(name: "CLibUUID", pkgConfig: "uuid", providers: [.apt(["uuid-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "SlotStorage", dependencies: ["SlotCore"]),
-        .target(name: "SlotCrypto", dependencies: ["SlotCore", "CLibCrypto"]),
+        .target(name: "SlotCrypto", dependencies: ["SlotCore", "SlotStorage", "CLibCrypto"]),
         .target(name: "SlotCounters", dependencies: ["SlotCore", "SlotStorage"]),
         .target(name: "SlotFlows", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters"]),
         .executableTarget(name: "slotctl", dependencies: ["SlotCore", "SlotStorage", "SlotCrypto", "SlotCounters", "SlotFlows", "CLibUUID"]),

@@ -211,14 +211,9 @@ public class Key {
 
 /// A trusted public key from the key directory.
 public final class PublicKey: Key {
-    /// Reads a PEM public key (`openssl pkey -pubout` output).
-    public init(pemPath path: String) throws(CryptoError) {
-        let pkey = try Key.readPEM(path) { PEM_read_bio_PUBKEY($0, nil, nil, nil) }
-        try super.init(pkey: pkey, path: path)
-    }
-
-    /// A PEM public key already read (by the key directory, from a checked descriptor);
-    /// `path` names it in messages.
+    /// A PEM public key (`openssl pkey -pubout` output) already read by the key directory
+    /// under the trusted-file rule, from a checked descriptor; `path` names it in messages.
+    /// There is no path-reading initializer: a trusted key is never read around that rule.
     public init(pem: [UInt8], path: String) throws(CryptoError) {
         // A memory BIO borrows the bytes: it is read and freed while they are pinned.
         let pkey = pem.withUnsafeBytes { bytes -> OpaquePointer? in

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SlotStorage
 
 /// A file slotctl would not take its trust from, with the one-line reason.
 public struct TrustError: Error, CustomStringConvertible {
@@ -97,17 +98,11 @@ public enum TrustedFiles {
         guard let fd = try open(name, .file, in: directory, shownAs: shownAs) else { return nil }
         defer { close(fd) }
         let shown = shownAs ?? name
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw TrustError("\(shown): cannot read: \(String(cString: strerror(errno)))")
+        do { return try SmallFiles.readAll(fd, limit: limit) } catch {
+            switch error {
+            case .read(let code): throw TrustError("\(shown): cannot read: \(String(cString: strerror(code)))")
+            case .tooLarge: throw TrustError("\(shown): refused: larger than \(limit) bytes")
             }
-            if got == 0 { return bytes }
-            bytes += chunk[0..<got]
-            guard bytes.count <= limit else { throw TrustError("\(shown): refused: larger than \(limit) bytes") }
         }
     }
 }

@@ -14,17 +14,37 @@ public enum SmallFiles {
             throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())")
         }
         defer { close(fd) }
+        do { return try readAll(fd, limit: limit) } catch {
+            switch error {
+            case .read(let code):
+                throw StorageError(.read, path: path, detail: "cannot read: \(String(cString: strerror(code)))")
+            case .tooLarge:
+                throw StorageError(.read, path: path, detail: "larger than \(limit) bytes")
+            }
+        }
+    }
+
+    /// Why `readAll` stopped: read(2) failed with this errno, or the file passed the limit.
+    public enum ReadFailure: Error {
+        case read(Int32)
+        case tooLarge
+    }
+
+    /// Everything left to read from an open descriptor, refusing more than `limit` bytes.
+    /// The one read loop for small whole files: this type's `read` and the trusted-file
+    /// reader (SlotCrypto's TrustedFiles), which open the file each by their own rule.
+    public static func readAll(_ fd: Int32, limit: Int) throws(ReadFailure) -> [UInt8] {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if got < 0 {
                 if errno == EINTR { continue }
-                throw StorageError(.read, path: path, detail: "cannot read: \(errnoText())")
+                throw .read(errno)
             }
             if got == 0 { return bytes }
             bytes += chunk[0..<got]
-            if bytes.count > limit { throw StorageError(.read, path: path, detail: "larger than \(limit) bytes") }
+            if bytes.count > limit { throw .tooLarge }
         }
     }
 
