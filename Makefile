@@ -39,11 +39,15 @@ test-unit: deps check-embedded
 test-packaging: deps-qemu
 	bash Tests/packaging/check.sh
 
-# Boots Debian's kernel under QEMU (TCG) with an initramfs made by mkinitramfs from
-# packaging/, through nine boots of the update story (Tests/qemu/boot-test.sh; about
-# 2 minutes here). Console logs stay in .build/qemu-test/logs.
+# Boots Debian's kernel under QEMU (TCG) through the update story, once for each
+# initramfs packaging/ supports: mkinitramfs with the initramfs-tools hook (nine boots),
+# dracut with the 90slotctl module in its systemd mode and in its shell mode (five boots
+# each). Tests/qemu/boot-test.sh; about 6 minutes here. Console logs stay in
+# .build/qemu-test/<initramfs>/logs.
+QEMU_INITRAMFS = initramfs-tools dracut dracut-shell
 test-qemu: deps deps-qemu static
-	bash Tests/qemu/boot-test.sh
+	@failed=""; for i in $(QEMU_INITRAMFS); do bash Tests/qemu/boot-test.sh $$i || failed="$$failed $$i"; done; \
+	  if [ -n "$$failed" ]; then echo "test-qemu failed:$$failed"; exit 1; fi
 
 demo: build
 	@bash scripts/demo.sh

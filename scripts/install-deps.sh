@@ -2,12 +2,16 @@
 # Installs the Debian packages slotctl builds and tests with, only those missing.
 # Used by `make deps` (and so by `make test` and `make demo`) and by .ci/run.
 # `install-deps.sh qemu` adds what the QEMU boot test needs (Debian's kernel, its
-# mkinitramfs, busybox-static for the slot root file systems, qemu).
+# mkinitramfs, busybox-static for the slot root file systems, qemu), and Debian's dracut
+# unpacked into .build/dracut/root when the host has no dracut: dracut and
+# initramfs-tools cannot be installed side by side, and the test runs both.
 set -euo pipefail
 packages=(pkg-config libssl-dev openssl uuid-dev gdisk cgpt util-linux swtpm swtpm-tools tpm2-tools cryptsetup-bin)
 norecommends=""
 if [ "${1:-}" = qemu ]; then
-  packages=(linux-image-amd64 initramfs-tools busybox-static qemu-system-x86 e2fsprogs cpio binutils)
+  # systemd, systemd-sysv, udev, dmsetup and kmod are what dracut builds its initramfs from.
+  packages=(linux-image-amd64 initramfs-tools busybox-static qemu-system-x86 e2fsprogs cpio binutils
+    systemd systemd-sysv udev dmsetup kmod)
   # qemu's recommends are a desktop's worth of GUI and audio libraries.
   norecommends="--no-install-recommends"
 fi
@@ -21,4 +25,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $norecommends "${missing[@]}" >/dev/null
+fi
+if [ "${1:-}" = qemu ] && ! command -v dracut >/dev/null; then
+  dest="$(cd "$(dirname "$0")/.." && pwd)/.build/dracut"
+  if [ ! -x "$dest/root/usr/bin/dracut" ]; then
+    echo "unpacking Debian's dracut into $dest/root"
+    rm -rf "$dest" && mkdir -p "$dest/debs"
+    # As root apt warns that it downloads unsandboxed; that is fine for scratch files.
+    # No package lists yet (a fresh machine with everything else installed): update once.
+    fetch() { (cd "$dest/debs" && apt-get download dracut-core dracut 2>&1 | grep -v '^W: Download is performed unsandboxed'); }
+    fetch || { ${SUDO:-} apt-get update -qq && fetch; } || true
+    for deb in "$dest"/debs/*.deb; do dpkg-deb -x "$deb" "$dest/root"; done
+    [ -x "$dest/root/usr/bin/dracut" ] || { echo "install-deps: could not unpack dracut" >&2; exit 1; }
+  fi
 fi

@@ -3,7 +3,8 @@
 #   - every shell script parses (sh -n under busybox ash where it is POSIX sh);
 #   - the systemd units, enabled as the README says, give systemd no ordering cycle
 #     (a cycle makes systemd drop mark-successful: no update would ever be confirmed);
-#   - boot.sh reads `disk =` from slotctl.conf as slotctl does (comments, last line wins).
+#   - boot.sh reads `disk =` from slotctl.conf as slotctl does (comments, last line wins);
+#   - the dracut generator writes a valid sysroot.mount for root=slotctl only.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 passed=0
@@ -11,7 +12,8 @@ failed=0
 check() { if eval "$2"; then echo "ok: $1"; passed=$((passed + 1)); else echo "FAIL: $1"; failed=$((failed + 1)); fi; }
 
 for f in packaging/lib/boot.sh packaging/initramfs-tools/hooks/slotctl packaging/initramfs-tools/scripts/local-top/slotctl \
-	packaging/dracut/90slotctl/parse-slotctl.sh packaging/dracut/90slotctl/slotctl-root.sh packaging/libexec/slotctl-confirm \
+	packaging/dracut/90slotctl/parse-slotctl.sh packaging/dracut/90slotctl/slotctl-root.sh \
+	packaging/dracut/90slotctl/slotctl-generator.sh packaging/libexec/slotctl-confirm \
 	packaging/sysvinit/slotctl-confirm packaging/etc/boot.conf; do
 	check "busybox sh -n $f" "busybox sh -n '$f'"
 done
@@ -37,6 +39,22 @@ conf=$units/slotctl.conf
 printf 'disk = /dev/old\n# disk = /dev/commented\ndisk = /dev/mmcblk0   # the eMMC\r\nkeys = /k\n' > "$conf"
 got=$(SLOTCTL_CONF=$conf SLOTCTL_BOOT_CONF=/nonexistent busybox sh -c '. packaging/lib/boot.sh; slotctl_disk')
 check "boot.sh reads disk = as slotctl does (got '$got')" "[ '$got' = /dev/mmcblk0 ]"
+
+# The dracut module's systemd generator: root=slotctl gets a sysroot.mount of the
+# mapping (named by boot.conf), read-only; any other root= gets nothing.
+gen=$units/generator
+mkdir -p "$gen/normal" "$gen/early" "$gen/late" "$gen/other"
+echo "quiet root=slotctl console=ttyS0" > "$gen/cmdline"
+echo "SLOTCTL_VERITY_NAME=os-root" > "$gen/boot.conf"
+SLOTCTL_CMDLINE=$gen/cmdline SLOTCTL_BOOT_CONF=$gen/boot.conf busybox sh packaging/dracut/90slotctl/slotctl-generator.sh \
+	"$gen/normal" "$gen/early" "$gen/late"
+check "generator: sysroot.mount mounts /dev/mapper/os-root read-only" \
+	"grep -qx 'What=/dev/mapper/os-root' '$gen/early/sysroot.mount' && grep -qx 'Options=ro' '$gen/early/sysroot.mount' && [ -L '$gen/early/initrd-root-fs.target.requires/sysroot.mount' ]"
+check "generator: systemd-analyze verify accepts its sysroot.mount" \
+	"SYSTEMD_UNIT_PATH='$gen/early:' systemd-analyze verify sysroot.mount"
+echo "root=/dev/sda2 ro" > "$gen/cmdline"
+SLOTCTL_CMDLINE=$gen/cmdline busybox sh packaging/dracut/90slotctl/slotctl-generator.sh "$gen/normal" "$gen/other" "$gen/late"
+check "generator: another root= gets no unit" "[ -z \"\$(ls -A '$gen/other')\" ]"
 
 echo "packaging: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
