@@ -41,7 +41,7 @@ test-packaging: deps-qemu
 
 # Boots Debian's kernel under QEMU (TCG) through the update story, once for each
 # initramfs packaging/ supports: mkinitramfs with the initramfs-tools hook (nine boots),
-# dracut with the 90slotctl module in its systemd mode and in its shell mode (five boots
+# dracut with the 90slotctl module in its systemd mode and in its shell mode (six boots
 # each). Tests/qemu/boot-test.sh; about 6 minutes here. Console logs stay in
 # .build/qemu-test/<initramfs>/logs.
 QEMU_INITRAMFS = initramfs-tools dracut dracut-shell

@@ -44,12 +44,14 @@ check "boot.sh reads disk = as slotctl does (got '$got')" "[ '$got' = /dev/mmcbl
 # mapping (named by boot.conf), read-only; any other root= gets nothing.
 gen=$units/generator
 mkdir -p "$gen/normal" "$gen/early" "$gen/late" "$gen/other"
-echo "quiet root=slotctl console=ttyS0" > "$gen/cmdline"
+echo "quiet root=/dev/sda1 rd.timeout=30 root=slotctl console=ttyS0" > "$gen/cmdline"
 echo "SLOTCTL_VERITY_NAME=os-root" > "$gen/boot.conf"
 SLOTCTL_CMDLINE=$gen/cmdline SLOTCTL_BOOT_CONF=$gen/boot.conf busybox sh packaging/dracut/90slotctl/slotctl-generator.sh \
 	"$gen/normal" "$gen/early" "$gen/late"
 check "generator: sysroot.mount mounts /dev/mapper/os-root read-only" \
 	"grep -qx 'What=/dev/mapper/os-root' '$gen/early/sysroot.mount' && grep -qx 'Options=ro' '$gen/early/sysroot.mount' && [ -L '$gen/early/initrd-root-fs.target.requires/sysroot.mount' ]"
+check "generator: the last root= counts, and the device waits rd.timeout" \
+	"grep -qx 'JobTimeoutSec=30' '$gen/early/dev-mapper-os\\x2droot.device.d/timeout.conf'"
 check "generator: systemd-analyze verify accepts its sysroot.mount" \
 	"SYSTEMD_UNIT_PATH='$gen/early:' systemd-analyze verify sysroot.mount"
 echo "root=/dev/sda2 ro" > "$gen/cmdline"

@@ -9,8 +9,8 @@
 #   the whole story below (steps 1-6, nine boots).
 # dracut: Debian's dracut with packaging/dracut/90slotctl in its default systemd mode
 #   (systemd is PID 1 of the initramfs); dracut-shell: the same module in dracut's shell
-#   mode (systemd left out). Steps 1, 2, 5 and 6 (five boots): the module's part is the
-#   same for the other steps, which only slotctl's decision tells apart. dracut is the
+#   mode (systemd left out). Steps 1, 2, 2b, 5 and 6 (six boots): the module's part is
+#   the same for steps 3 and 4, which only slotctl's decision tells apart. dracut is the
 #   host's when installed; otherwise Debian's dracut packages are unpacked into .build
 #   (scripts/install-deps.sh qemu), since they cannot be installed beside initramfs-tools.
 #
@@ -20,14 +20,17 @@
 #   3. v3 written to b raw, signed by a key the device does not trust: refused, a boots;
 #   4. v4 installed to b with 2 tries hangs (reboots before confirming) until the tries
 #      run out, then a boots;
-#   5. v5 installed to b is good: b boots and is confirmed;
+#   2b. (dracut) v6 in b verifies but is no file system: the job marks it failed and
+#      takes its error action;
+#   5. v5 (no dm-verity tree) installed to b is good: b boots read-only and is confirmed;
 #   6. with b taken out, a's v1 is below the rollback counter v5 raised: refused, and
 #      the initramfs takes its no-bootable-slot action.
 # Rollback counters live in a software TPM (swtpm) that QEMU presents as a TPM 2.0 TIS
 # device: the guest's slotctl reaches it through /dev/tpmrm0, and the host cross-checks
 # every value with tpm2_nvread.
 # Every step is judged by the serial console and by cgpt on the disk afterwards. A failed
-# step prints its console log (and all logs stay in $WORK).
+# step prints its console log (and all logs stay in $WORK). A boot that does not end by
+# itself within QEMU_TIMEOUT (a halt, a shell, a hang) fails.
 #
 # Environment: QEMU_ACCEL (default tcg: on these machines /dev/kvm opens but a KVM guest
 # hangs before its first console line; QEMU_ACCEL=kvm where KVM works), QEMU_TIMEOUT
@@ -177,7 +180,8 @@ TPM_PORT=$((24000 + $$ % 2000 * 2))
 while port_in_use "$TPM_PORT" || port_in_use $((TPM_PORT + 1)); do TPM_PORT=$((TPM_PORT + 2)); done
 TPM_PID=
 tpm_stop() { [ -n "$TPM_PID" ] && kill "$TPM_PID" 2>/dev/null && wait "$TPM_PID" 2>/dev/null; TPM_PID=; }
-trap tpm_stop EXIT
+QEMU_PID=
+trap '[ -n "$QEMU_PID" ] && kill "$QEMU_PID" 2>/dev/null; tpm_stop' EXIT
 tpm_host_start() {
 	swtpm socket --tpm2 --server type=tcp,port=$TPM_PORT,bindaddr=127.0.0.1 \
 		--ctrl type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$WORK/tpm" \
@@ -228,22 +232,18 @@ boot() {
 		-kernel "$KERNEL" -initrd initrd.img \
 		-append "root=slotctl console=ttyS0 panic=-1 loglevel=4 $KERNEL_ARGS" \
 		-drive "file=disk.img,format=raw,if=virtio,cache=writethrough" &
-	local qemu=$! rc
-	# A halted guest (dracut's die in systemd mode) never exits QEMU: stop it once the
-	# kernel says so.
-	while kill -0 "$qemu" 2>/dev/null; do
-		if grep -a -q "reboot: System halted" "$LOG"; then
-			sleep 1
-			kill "$qemu" 2>/dev/null
-			break
-		fi
-		sleep 1
-	done
-	wait "$qemu"
-	rc=$?
+	QEMU_PID=$!
+	wait "$QEMU_PID"
+	local rc=$?
+	QEMU_PID=
 	tpm_stop
-	[ "$rc" -eq 124 ] && echo "boot $BOOT_NUMBER: timed out after ${QEMU_TIMEOUT}s"
-	grep -a -E "QEMU-TEST|slotctl-boot|slotctl-confirm|slotctl: warning|health:|Kernel panic|FATAL|System halted" "$LOG" | tr -d '\r' | sed 's/^/    | /'
+	# Every boot ends by itself: powered off, rebooted (-no-reboot), or a panic that
+	# reboots (panic=-1). One that hangs (a halt, a shell, a wait that never ends) fails.
+	if [ "$rc" -eq 124 ]; then
+		fail "boot $BOOT_NUMBER: did not end within ${QEMU_TIMEOUT}s"
+		show_log
+	fi
+	grep -a -E "QEMU-TEST|slotctl-boot|slotctl-confirm|slotctl: warning|health:|Kernel panic|FATAL|System halted|reboot: Restarting" "$LOG" | tr -d '\r' | sed 's/^/    | /'
 }
 
 show_log() { echo "=== console of boot $BOOT_NUMBER ($LOG):"; tr -d '\r' < "$LOG" | tail -n 80; }
@@ -324,6 +324,8 @@ make_rootfs 2 fail; sign 2 2 release.pem
 make_rootfs 3 pass; sign 3 3 rogue.pem
 make_rootfs 4 hang; sign 4 4 release.pem
 make_rootfs 5 pass; sign 5 5 release.pem plain
+# v6: signed and valid, but its payload is no file system (a build that went wrong).
+head -c 8M /dev/zero > rootfs-6.ext4; sign 6 6 release.pem
 tpm_host_start
 "$HOST_SLOTCTL" --counters "tpm:tcp:127.0.0.1:$TPM_PORT" counters provision --locations 8 >/dev/null || die "provision the TPM"
 tpm_stop
@@ -354,6 +356,20 @@ boot "fallback"
 expect_console "QEMU-TEST: running version 1 from slot a" "boot $BOOT_NUMBER: fell back to v1 in a"
 # Activating b ranked a just below it (priority 14); a stays confirmed.
 expect_state 1 "14 0 1" "after boot $BOOT_NUMBER: a still confirmed, ranked below b"
+
+# 2b. dracut: v6 in b verifies but does not mount. The job finds out before it lets the
+#     boot go on (in systemd mode by a trial mount), marks b failed and takes
+#     SLOTCTL_ON_ERROR (panic, which reboots); a boots next (step 5 shows a still runs).
+#     initramfs-tools leaves the mount to its own scripts, whose failure panics and
+#     spends a try per boot until the tries run out, as in step 4.
+if [ "$FLAVOUR" != initramfs-tools ]; then
+	host install v6.img --slot b >/dev/null || die "install v6"
+	boot "v6 in b, not a file system"
+	expect_console "slot b: cannot use /dev/mapper/slotctl-root as the root; marked failed -> panic" \
+		"boot $BOOT_NUMBER: the unmountable v6 was refused by the dracut job"
+	expect_not_console "QEMU-TEST: running|emergency|Emergency" "boot $BOOT_NUMBER: nothing booted, no emergency shell"
+	expect_state 2 "0 0 0" "after boot $BOOT_NUMBER: b marked failed"
+fi
 
 # Steps 3 and 4 differ from step 2 only in what slotctl decides: with initramfs-tools.
 if [ "$FLAVOUR" = initramfs-tools ]; then
@@ -402,8 +418,12 @@ cgpt add -i 2 -P 0 disk.img
 boot "b out, a's v1 below the counter"
 expect_console "slot a refused: rollback index 1 is below the counter 5" "boot $BOOT_NUMBER: a's v1 refused as a rollback"
 expect_console "no bootable slot \(status 5[0-9]\) -> panic" "boot $BOOT_NUMBER: the initramfs took its no-bootable-slot action"
-# dracut: panic is dracut's die; with rd.shell=0 no shell, the machine halts.
-[ "$FLAVOUR" = initramfs-tools ] || expect_console "FATAL: slotctl: no bootable slot" "boot $BOOT_NUMBER: dracut's die stopped the boot"
+# dracut: panic stops the boot in the job (the FATAL line), then reboots as panic=-1
+# asks, before any fallback of dracut's (an emergency shell) could run.
+if [ "$FLAVOUR" != initramfs-tools ]; then
+	expect_console "FATAL: slotctl: no bootable slot" "boot $BOOT_NUMBER: the dracut job stopped the boot"
+	expect_not_console "emergency|Emergency|debug shell" "boot $BOOT_NUMBER: no emergency shell or mode"
+fi
 expect_not_console "QEMU-TEST: running" "boot $BOOT_NUMBER: nothing booted"
 expect_counter 5 "after boot $BOOT_NUMBER: the counter is unchanged"
 sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v after the guest's writes: no problems" || fail "sgdisk -v complains after the guest's writes"

@@ -6,10 +6,18 @@
 # systemd's fstab generator makes from root=slotctl, which names no device.
 # Arguments: the normal, early and late generator directories.
 early=${2:-/run/systemd/generator.early}
+# The command line as dracut's getarg reads it: /etc/cmdline and /etc/cmdline.d/*.conf
+# (dracut --kernel-cmdline), then the kernel's; the last value wins.
+# SLOTCTL_CMDLINE replaces the kernel's (make test-packaging).
+files="/etc/cmdline $(ls /etc/cmdline.d/*.conf 2>/dev/null) ${SLOTCTL_CMDLINE:-/proc/cmdline}"
+set -f
 root=
-# SLOTCTL_CMDLINE: another command line file, for make test-packaging.
-for word in $(cat "${SLOTCTL_CMDLINE:-/proc/cmdline}"); do
-	case "$word" in root=*) root=${word#root=} ;; esac
+timeout=0
+for word in $(cat $files 2>/dev/null); do
+	case "$word" in
+	root=*) root=${word#root=} ;;
+	rd.timeout=*) timeout=${word#rd.timeout=} ;;
+	esac
 done
 [ "$root" = slotctl ] || exit 0
 name=slotctl-root
@@ -29,6 +37,8 @@ Options=ro
 UNIT
 ln -sf ../sysroot.mount "$early/initrd-root-fs.target.requires/sysroot.mount"
 # The device appears only when the job has chosen and verified a slot, which can take a
-# while (waiting for the disk, hashing a slot without a tree): no job timeout of its own.
-printf '[Unit]\nJobTimeoutSec=0\nJobRunningTimeoutSec=0\n' > "$early/$unit.d/timeout.conf"
+# while (waiting for the disk, hashing a slot without a tree): rd.timeout, as dracut's
+# own root generator, by default none.
+case "$timeout" in '' | *[!0-9]*) timeout=0 ;; esac
+printf '[Unit]\nJobTimeoutSec=%s\nJobRunningTimeoutSec=%s\n' "$timeout" "$timeout" > "$early/$unit.d/timeout.conf"
 exit 0
