@@ -40,9 +40,9 @@ test-packaging: deps-qemu
 	bash Tests/packaging/check.sh
 
 # Boots Debian's kernel under QEMU (TCG) through the update story, once for each
-# initramfs packaging/ supports: mkinitramfs with the initramfs-tools hook (nine boots),
-# dracut with the 90slotctl module in its systemd mode and in its shell mode (six boots
-# each). Tests/qemu/boot-test.sh; about 6 minutes here. Console logs stay in
+# initramfs packaging/ supports: mkinitramfs with the initramfs-tools hook (ten boots),
+# dracut with the 90slotctl module in its systemd mode and in its shell mode (seven boots
+# each). Tests/qemu/boot-test.sh; about 7.5 minutes here. Console logs stay in
 # .build/qemu-test/<initramfs>/logs.
 QEMU_INITRAMFS = initramfs-tools dracut dracut-shell
 test-qemu: deps deps-qemu static

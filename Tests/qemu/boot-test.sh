@@ -6,10 +6,10 @@
 #   boot-test.sh [initramfs-tools | dracut | dracut-shell]
 #
 # initramfs-tools (default): Debian's mkinitramfs with the hook and local-top script;
-#   the whole story below (steps 1-6, nine boots).
+#   the whole story below (steps 1-7, ten boots).
 # dracut: Debian's dracut with packaging/dracut/90slotctl in its default systemd mode
 #   (systemd is PID 1 of the initramfs); dracut-shell: the same module in dracut's shell
-#   mode (systemd left out). Steps 1, 2, 2b, 5 and 6 (six boots): the module's part is
+#   mode (systemd left out). Steps 1, 2, 2b, 5, 6 and 7 (seven boots): the module's part is
 #   the same for steps 3 and 4, which only slotctl's decision tells apart. dracut is the
 #   host's when installed; otherwise Debian's dracut packages are unpacked into .build
 #   (scripts/install-deps.sh qemu), since they cannot be installed beside initramfs-tools.
@@ -24,7 +24,9 @@
 #      takes its error action;
 #   5. v5 (no dm-verity tree) installed to b is good: b boots read-only and is confirmed;
 #   6. with b taken out, a's v1 is below the rollback counter v5 raised: refused, and
-#      the initramfs takes its no-bootable-slot action.
+#      the initramfs takes its no-bootable-slot action (panic);
+#   7. the same with SLOTCTL_ON_NO_SLOT=recovery: the recovery root (a third partition)
+#      runs, read-only.
 # Rollback counters live in a software TPM (swtpm) that QEMU presents as a TPM 2.0 TIS
 # device: the guest's slotctl reaches it through /dev/tpmrm0, and the host cross-checks
 # every value with tpm2_nvread.
@@ -306,11 +308,14 @@ dracut_initramfs() { # dracut with packaging/dracut/90slotctl, in the mode of $F
 		return 1
 	fi
 }
-case "$FLAVOUR" in
-initramfs-tools) KERNEL_ARGS=; initramfs_tools ;;
-# rd.shell=0: no emergency shell for whoever holds the console, as on a device.
-*) KERNEL_ARGS=rd.shell=0; dracut_initramfs ;;
-esac || { cat logs/initramfs.log; die "making the $FLAVOUR initramfs failed"; }
+make_initramfs() { # from boot.conf as it is now
+	case "$FLAVOUR" in
+	initramfs-tools) KERNEL_ARGS=; initramfs_tools ;;
+	# rd.shell=0: no emergency shell for whoever holds the console, as on a device.
+	*) KERNEL_ARGS=rd.shell=0; dracut_initramfs ;;
+	esac || { cat logs/initramfs.log; die "making the $FLAVOUR initramfs failed"; }
+}
+make_initramfs
 if grep -q 'usr/sbin/slotctl$' <<<"$CONTENTS" && grep -q 'etc/slotctl/keys/release.pem$' <<<"$CONTENTS" &&
 	grep -q 'veritysetup$' <<<"$CONTENTS" && grep -q 'dm-verity.ko' <<<"$CONTENTS"; then
 	pass "$FLAVOUR put slotctl, the key, veritysetup and dm-verity into the initramfs"
@@ -427,6 +432,37 @@ fi
 expect_not_console "QEMU-TEST: running" "boot $BOOT_NUMBER: nothing booted"
 expect_counter 5 "after boot $BOOT_NUMBER: the counter is unchanged"
 sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v after the guest's writes: no problems" || fail "sgdisk -v complains after the guest's writes"
+
+# 7. The same boot with SLOTCTL_ON_NO_SLOT=recovery: the hook mounts the recovery root
+#    (a third partition, no slot of slotctl's) read-only instead. boot.conf is part of
+#    the initramfs, so the initramfs is made again.
+mkdir -p rootfs-recovery/{bin,sbin,proc,sys,dev,run,etc}
+cp "$(command -v busybox)" rootfs-recovery/bin/busybox
+for applet in sh echo mount poweroff sleep grep head sed; do ln -s busybox "rootfs-recovery/bin/$applet"; done
+echo 'NAME="slotctl test recovery"' > rootfs-recovery/etc/os-release
+cat > rootfs-recovery/sbin/init <<'EOF'
+#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc 2>/dev/null
+echo "QEMU-TEST: recovery running root $(grep ' / ' /proc/mounts | head -n 1 | sed 's/^\([^ ]*\) [^ ]* [^ ]* \([^ ,]*\).*/\1 \2/')"
+poweroff -f
+sleep 60
+EOF
+chmod 755 rootfs-recovery/sbin/init
+mke2fs -q -t ext4 -O ^has_journal -b 4096 -d rootfs-recovery recovery.ext4 6M || die "mke2fs recovery"
+sgdisk -n 3:0:+8M -c 3:recovery disk.img >/dev/null || die "sgdisk: no room for a recovery partition"
+dd if=recovery.ext4 of=disk.img bs=512 seek="$(cgpt show -i 3 -b disk.img)" conv=notrunc status=none
+printf 'SLOTCTL_ON_NO_SLOT=recovery\nSLOTCTL_RECOVERY_ROOT=/dev/vda3\n' >> boot.conf
+make_initramfs
+a_before=$(cgpt_state 1)
+boot "no slot, recovery root"
+expect_console "no bootable slot \(status 5[0-9]\) -> recovery" "boot $BOOT_NUMBER: the initramfs took the recovery action"
+recovery_root=/dev/vda3
+[ "$FLAVOUR" = dracut ] && recovery_root=/dev/mapper/slotctl-root
+expect_console "QEMU-TEST: recovery running root $recovery_root ro" "boot $BOOT_NUMBER: the recovery root runs from $recovery_root, read-only"
+expect_not_console "QEMU-TEST: running|emergency|Emergency" "boot $BOOT_NUMBER: no slot ran, no emergency shell"
+expect_state 1 "$a_before" "after boot $BOOT_NUMBER: a's entry unchanged (refused before)"
+sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v with the recovery partition: no problems" || fail "sgdisk -v complains with the recovery partition"
 
 echo "console logs: $WORK/logs"
 echo "qemu ($FLAVOUR): $passed passed, $failed failed"

@@ -30,18 +30,23 @@ slotctl_disk() {
 		sed 's/[[:space:]]*$//' | tail -n 1
 }
 
-slotctl_wait_for_disk() {
-	disk=$(slotctl_disk)
-	[ -n "$disk" ] || return 0
+# Waits up to SLOTCTL_DISK_WAIT seconds for a device node (what: for the message).
+slotctl_wait_for() {
 	waited=0
-	while [ ! -e "$disk" ]; do
+	while [ ! -e "$1" ]; do
 		if [ "$waited" -ge "$SLOTCTL_DISK_WAIT" ]; then
-			slotctl_log "slot disk $disk did not appear within ${SLOTCTL_DISK_WAIT}s"
+			slotctl_log "$2 $1 did not appear within ${SLOTCTL_DISK_WAIT}s"
 			return 1
 		fi
 		sleep 1
 		waited=$((waited + 1))
 	done
+}
+
+slotctl_wait_for_disk() {
+	disk=$(slotctl_disk)
+	[ -n "$disk" ] || return 0
+	slotctl_wait_for "$disk" "slot disk"
 }
 
 # One of the recovery actions of boot.conf: panic, reboot, poweroff or recovery (mount
@@ -55,6 +60,8 @@ slotctl_act() {
 	poweroff) sync; poweroff -f ;;
 	recovery)
 		if [ -n "$SLOTCTL_RECOVERY_ROOT" ]; then
+			slotctl_wait_for "$SLOTCTL_RECOVERY_ROOT" "recovery root" ||
+				slotctl_panic "slotctl: $* (recovery root $SLOTCTL_RECOVERY_ROOT missing)"
 			SLOTCTL_ROOT=$SLOTCTL_RECOVERY_ROOT
 			SLOTCTL_SLOT=recovery
 			slotctl_log "booting the recovery root $SLOTCTL_ROOT"
