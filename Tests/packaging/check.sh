@@ -39,6 +39,8 @@ conf=$units/slotctl.conf
 printf 'disk = /dev/old\n# disk = /dev/commented\ndisk = /dev/mmcblk0   # the eMMC\r\nkeys = /k\n' > "$conf"
 got=$(SLOTCTL_CONF=$conf SLOTCTL_BOOT_CONF=/nonexistent busybox sh -c '. packaging/lib/boot.sh; slotctl_disk')
 check "boot.sh reads disk = as slotctl does (got '$got')" "[ '$got' = /dev/mmcblk0 ]"
+got=$(SLOTCTL_CONF=$conf SLOTCTL_BOOT_CONF=/nonexistent busybox sh -c '. packaging/lib/boot.sh; slotctl_conf_value keys')
+check "boot.sh reads keys = for the hooks (got '$got')" "[ '$got' = /k ]"
 
 # The dracut module's systemd generator: root=slotctl gets a sysroot.mount of the
 # mapping (named by boot.conf), read-only; any other root= gets nothing.

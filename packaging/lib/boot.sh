@@ -23,12 +23,16 @@ SLOTCTL_VERITY_NAME=slotctl-root
 
 slotctl_log() { echo "slotctl-boot: $*" >&2; }
 
-# The `disk = ` line of slotctl.conf, read as slotctl reads it (a `#` starts a comment,
-# the last line wins): the hook must wait for that device to appear.
-slotctl_disk() {
-	sed -n 's/#.*//; s/\r$//; s/^[[:space:]]*disk[[:space:]]*=[[:space:]]*//p' "$SLOTCTL_CONF" 2>/dev/null |
+# The value of one `name = value` line of slotctl.conf, read as slotctl reads it (a `#`
+# starts a comment, the last line wins). The initramfs hooks call it at build time too,
+# for `keys =`.
+slotctl_conf_value() {
+	sed -n "s/#.*//; s/\r\$//; s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$SLOTCTL_CONF" 2>/dev/null |
 		sed 's/[[:space:]]*$//' | tail -n 1
 }
+
+# The `disk =` of slotctl.conf: the hook must wait for that device to appear.
+slotctl_disk() { slotctl_conf_value disk; }
 
 # Waits up to SLOTCTL_DISK_WAIT seconds for a device node (what: for the message).
 slotctl_wait_for() {

@@ -38,9 +38,9 @@ install() {
 	inst_simple "$SLOTCTL_CONF" /etc/slotctl.conf
 	inst_simple "$SLOTCTL_LIB" /usr/lib/slotctl/boot.sh
 	[ -r "$SLOTCTL_BOOT_CONF" ] && inst_simple "$SLOTCTL_BOOT_CONF" /etc/slotctl/boot.conf
-	# Where the keys live on the device (the config's `keys =`), and where to take them
-	# from. Read as slotctl reads it: `#` starts a comment, the last line wins.
-	keys=$(sed -n 's/#.*//; s/\r$//; s/^[[:space:]]*keys[[:space:]]*=[[:space:]]*//p' "$SLOTCTL_CONF" | sed 's/[[:space:]]*$//' | tail -n 1)
+	# Where the keys live on the device (the config's `keys =`, read by boot.sh's reader,
+	# in a subshell so nothing else of boot.sh runs here), and where to take them from.
+	keys=$(SLOTCTL_BOOT_CONF=/dev/null; . "$SLOTCTL_LIB"; slotctl_conf_value keys)
 	keys=${keys:-/etc/slotctl/keys}
 	for key in "${SLOTCTL_KEYS_SRC:-$keys}"/*.pem; do
 		[ -f "$key" ] || continue
