@@ -223,11 +223,18 @@ public final class TPMCounters: RollbackCounters {
         let record = TPMCounters.baseRecord
         let existing = try readPublic(record)
         var count = locations
+        // An interrupted provisioning is finished with the size it was defined with.
+        var unfinishedSmaller = false
         if let pub = existing {
             let locked = TPM2.NVAttribute.written | TPM2.NVAttribute.writeLocked
             if pub.attributes & locked == locked {
                 let provisioned = try loadBases().count
                 for location in 0..<provisioned { _ = try checkCounter(UInt32(location)) }
+                guard locations <= provisioned else {
+                    throw CounterError(.usage, "counters provision: TPM \(transport.name) has \(provisioned) locations and its base "
+                        + "record is locked, so it cannot grow to \(locations); locations \(provisioned)...\(locations - 1) stay "
+                        + "unprovisioned (spec/rollback.md)")
+                }
                 return "TPM \(transport.name): already provisioned, \(provisioned) locations (the base record is locked; it cannot grow)"
             }
             // Defined first and never written: a provisioning that was cut short. Nothing
@@ -237,6 +244,7 @@ public final class TPMCounters: RollbackCounters {
                     + "(attributes 0x\(String(pub.attributes, radix: 16))); refusing to provision over it")
             }
             count = Int(pub.dataSize) / 8
+            unfinishedSmaller = locations > count
         } else {
             // Counters that were written without a base record were not made by an
             // interrupted provisioning (the record is defined first): tampering.
@@ -276,6 +284,8 @@ public final class TPMCounters: RollbackCounters {
         try expectOK(step, try run(step, .writeLock(record)))
         self.bases = nil
         _ = try loadBases()
-        return "TPM \(transport.name): provisioned \(bases.count) counters at 0x\(String(TPMCounters.counterBase, radix: 16))..., bases \(bases.map(String.init).joined(separator: ", ")) recorded in locked index 0x\(String(record, radix: 16))"
+        let note = unfinishedSmaller ? " (an interrupted provisioning finished with the \(count) locations it was defined "
+            + "with, not \(locations): the locked record cannot grow)" : ""
+        return "TPM \(transport.name): provisioned \(bases.count) counters at 0x\(String(TPMCounters.counterBase, radix: 16))..., bases \(bases.map(String.init).joined(separator: ", ")) recorded in locked index 0x\(String(record, radix: 16))" + note
     }
 }

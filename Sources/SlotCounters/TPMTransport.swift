@@ -27,9 +27,16 @@ public final class TPMDeviceTransport: TPMTransport {
         // Blocking on purpose: the kernel runs the command inside write(2), bounded by the
         // TPM driver's own timeouts. O_NONBLOCK would not bound a stall any better (close
         // waits for the queued command) and would turn a transmit error into a timeout.
-        let fd = open(path, O_RDWR | O_CLOEXEC)
+        // Opened without blocking only to check it is a device: a FIFO named as the TPM
+        // would otherwise hang the boot in open(2) or read(2).
+        let fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw CounterError("TPM \(path): cannot open: \(errnoText())") }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFCHR else {
+            throw CounterError("TPM \(path): not a character device (a TPM is /dev/tpmrm0 or /dev/tpm0)")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         let put = command.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard put == command.count else { throw CounterError("TPM \(path): write failed: \(errnoText())") }
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

@@ -1,5 +1,6 @@
 internal import CLibCrypto
 import SlotCore
+import SlotStorage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +8,12 @@ import Glibc
 /// A libcrypto failure, with OpenSSL's own reason when it gave one.
 public struct CryptoError: Error, CustomStringConvertible {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// The key file holds a key of the wrong half (a public key given to `sign`).
+    public var wrongKeyHalf = false
+    public init(_ message: String, wrongKeyHalf: Bool = false) {
+        self.message = message
+        self.wrongKeyHalf = wrongKeyHalf
+    }
     public var description: String { message }
 
     /// `what` plus the newest OpenSSL error on this thread (the queue is cleared).
@@ -186,11 +192,37 @@ public class Key {
         }
     }
 
-    static func readPEM(_ path: String, _ read: (OpaquePointer) -> OpaquePointer?) throws(CryptoError) -> OpaquePointer {
-        guard let bio = BIO_new_file(path, "r") else { throw CryptoError.openSSL("\(path): cannot open") }
-        defer { BIO_free(bio) }
-        guard let pkey = read(bio) else { throw CryptoError.openSSL("\(path): not a PEM key") }
+    /// The key in PEM bytes, read by `read` from a memory BIO. A file holding more than
+    /// one PEM block is refused: OpenSSL would silently take the first, and whoever looks
+    /// at the file may trust another.
+    static func parsePEM(_ pem: [UInt8], path: String, _ read: (OpaquePointer) -> OpaquePointer?) throws(CryptoError) -> OpaquePointer {
+        let blocks = pemBlockCount(pem)
+        guard blocks <= 1 else {
+            throw CryptoError("\(path): holds \(blocks) PEM blocks; a key file must hold exactly one key")
+        }
+        // A memory BIO borrows the bytes: it is read and freed while they are pinned.
+        let pkey = pem.withUnsafeBytes { bytes -> OpaquePointer? in
+            guard let bio = BIO_new_mem_buf(bytes.baseAddress, Int32(bytes.count)) else { return nil }
+            defer { BIO_free(bio) }
+            return read(bio)
+        }
+        guard let pkey else { throw CryptoError.openSSL("\(path): not a PEM key") }
         return pkey
+    }
+
+    /// How many `-----BEGIN ` lines the bytes hold.
+    static func pemBlockCount(_ pem: [UInt8]) -> Int {
+        let marker = Array("-----BEGIN ".utf8)
+        var count = 0, i = 0
+        while i + marker.count <= pem.count {
+            if pem[i] == marker[0] && Array(pem[i..<i + marker.count]) == marker {
+                count += 1
+                i += marker.count
+            } else {
+                i += 1
+            }
+        }
+        return count
     }
 
     /// Sets up a sign or verify context for `algorithm` on this key.
@@ -215,13 +247,7 @@ public final class PublicKey: Key {
     /// under the trusted-file rule, from a checked descriptor; `path` names it in messages.
     /// There is no path-reading initializer: a trusted key is never read around that rule.
     public init(pem: [UInt8], path: String) throws(CryptoError) {
-        // A memory BIO borrows the bytes: it is read and freed while they are pinned.
-        let pkey = pem.withUnsafeBytes { bytes -> OpaquePointer? in
-            guard let bio = BIO_new_mem_buf(bytes.baseAddress, Int32(bytes.count)) else { return nil }
-            defer { BIO_free(bio) }
-            return PEM_read_bio_PUBKEY(bio, nil, nil, nil)
-        }
-        guard let pkey else { throw CryptoError.openSSL("\(path): not a PEM key") }
+        let pkey = try Key.parsePEM(pem, path: path) { PEM_read_bio_PUBKEY($0, nil, nil, nil) }
         try super.init(pkey: pkey, path: path)
     }
 
@@ -245,7 +271,13 @@ public final class PublicKey: Key {
 /// A signing key (`openssl genpkey` output), used by `slotctl sign` on the build host.
 public final class PrivateKey: Key {
     public init(pemPath path: String) throws(CryptoError) {
-        let pkey = try Key.readPEM(path) { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
+        let read: [UInt8]?
+        do { read = try SmallFiles.read(path, limit: 64 * 1024) } catch { throw CryptoError(error.description) }
+        guard let pem = read else { throw CryptoError("\(path): cannot open: no such file") }
+        if Key.pemBlockCount(pem) == 1, String(decoding: pem, as: UTF8.self).contains("-----BEGIN PUBLIC KEY-----") {
+            throw CryptoError("\(path) is a public key; sign needs the private key (openssl genpkey's output)", wrongKeyHalf: true)
+        }
+        let pkey = try Key.parsePEM(pem, path: path) { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
         try super.init(pkey: pkey, path: path)
     }
 

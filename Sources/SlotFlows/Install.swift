@@ -3,6 +3,13 @@ import SlotCounters
 import SlotCrypto
 import SlotStorage
 
+/// Bounds of `install` that a user can see.
+public enum InstallLimits {
+    /// How long `install` waits for the next bytes of a stream (`-`, a FIFO) before it
+    /// gives up with download_failed; `--stream-timeout` changes it.
+    public static let defaultStreamTimeout = 30
+}
+
 /// `slotctl install IMAGE`: put a signed image into a slot that is not running, so that
 /// no cut and no bad image can leave the device without a good slot (spec/install.md).
 public enum InstallFlow {
@@ -41,19 +48,23 @@ public enum InstallFlow {
         var target = try prepareTarget(disk, letter: letter, booted: booted, descriptorOffset: footer.descriptorOffset,
                                        descriptorSize: footer.descriptorSize)
         let offset = target.offset, size = target.size, descriptorEnd = target.descriptorEnd
-        // 4. Copy, then the footer where boot looks for it: the end of the partition.
-        do {
-            try hasher.copy(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
-            var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
-            var span = footerBytes.mutableSpan
-            footer.serialize(into: &span)
-            try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
-            try disk.flush()
+        do throws(FlowError) {
+            // 4. Copy, then the footer where boot looks for it: the end of the partition.
+            do {
+                try hasher.copy(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
+                var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
+                var span = footerBytes.mutableSpan
+                footer.serialize(into: &span)
+                try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
+                try disk.flush()
+            } catch {
+                throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description)")
+            }
+            // 5 and 6. Read back and verify as boot will, then on trial from the next boot.
+            return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
         } catch {
-            throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description); slot \(name) stays unbootable")
+            throw settle(disk, target, letter: letter, error)
         }
-        // 5 and 6. Read back and verify as boot will, then on trial from the next boot.
-        return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
     }
 
     /// `install -`: the same steps for the stream form (spec/install.md). The descriptor
@@ -67,6 +78,10 @@ public enum InstallFlow {
                                      tries: UInt8) throws(FlowError) -> Report {
         let name = SlotFlows.letterText(letter)
         let headerBytes = try receive(stream, StreamHeader.size, "stream header")
+        guard StreamHeader.isStream(headerBytes.span) else {
+            throw FlowError(.streamInvalid, "install: \(stream.name) is not a slotctl stream (made by sign --stream); "
+                + "install an image file by its path; nothing was written")
+        }
         let header: StreamHeader
         do { header = try StreamHeader.parse(headerBytes.span) } catch {
             throw FlowError(.streamInvalid, "install: \(stream.name) is not a slotctl stream: \(error.reason); nothing was written")
@@ -80,39 +95,43 @@ public enum InstallFlow {
         var target = try prepareTarget(disk, letter: letter, booted: booted, descriptorOffset: header.descriptorOffset,
                                        descriptorSize: header.descriptorSize)
         let offset = target.offset, size = target.size
-        let copied = try copyStream(stream, hasher, disk, offset, header.descriptorOffset, descriptor.payloadSize, name)
-        let received = copied.received, digest = copied.digest
-        guard received == header.descriptorOffset else {
-            throw FlowError(.downloadFailed, "install: \(stream.name) ended after \(received) of \(header.descriptorOffset) image bytes; slot \(name) stays unbootable")
-        }
-        var extra = [UInt8](repeating: 0, count: 1)
-        var trailing = 0
-        var trailingError: StorageError? = nil
-        extra.withUnsafeMutableBytes { b in
-            do throws(StorageError) { trailing = try stream.read(into: b) } catch { trailingError = error }
-        }
-        if let trailingError {
-            throw FlowError(.downloadFailed, "install: \(stream.name): \(trailingError.detail); slot \(name) stays unbootable")
-        }
-        guard trailing == 0 else {
-            throw FlowError(.streamInvalid, "install: \(stream.name) goes on past the announced image; slot \(name) stays unbootable")
-        }
-        let expected = report.payloadDigest ?? []
-        guard constantTimeEqual(digest.span, expected.span) else {
-            throw FlowError(.digestMismatch, "install: the streamed payload's SHA-256 is \(hex(digest)), the descriptor says "
-                + "\(hex(expected)); slot \(name) stays unbootable")
-        }
-        do {
-            try disk.writeBytes(descriptorBytes, at: offset + header.descriptorOffset)
-            var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
-            var span = footerBytes.mutableSpan
-            ImageFooter(descriptorOffset: header.descriptorOffset, descriptorSize: header.descriptorSize).serialize(into: &span)
-            try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
-            try disk.flush()
+        do throws(FlowError) {
+            let copied = try copyStream(stream, hasher, disk, offset, header.descriptorOffset, descriptor.payloadSize, name)
+            let received = copied.received, digest = copied.digest
+            guard received == header.descriptorOffset else {
+                throw FlowError(.downloadFailed, "install: \(stream.name) ended after \(received) of \(header.descriptorOffset) image bytes")
+            }
+            var extra = [UInt8](repeating: 0, count: 1)
+            var trailing = 0
+            var trailingError: StorageError? = nil
+            extra.withUnsafeMutableBytes { b in
+                do throws(StorageError) { trailing = try stream.read(into: b) } catch { trailingError = error }
+            }
+            if let trailingError {
+                throw FlowError(.downloadFailed, "install: \(stream.name): \(trailingError.detail)")
+            }
+            guard trailing == 0 else {
+                throw FlowError(.streamInvalid, "install: \(stream.name) goes on past the announced image")
+            }
+            let expected = report.payloadDigest ?? []
+            guard constantTimeEqual(digest.span, expected.span) else {
+                throw FlowError(.digestMismatch, "install: the streamed payload's SHA-256 is \(hex(digest)), the descriptor says "
+                    + "\(hex(expected))")
+            }
+            do {
+                try disk.writeBytes(descriptorBytes, at: offset + header.descriptorOffset)
+                var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
+                var span = footerBytes.mutableSpan
+                ImageFooter(descriptorOffset: header.descriptorOffset, descriptorSize: header.descriptorSize).serialize(into: &span)
+                try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
+                try disk.flush()
+            } catch {
+                throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description)")
+            }
+            return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
         } catch {
-            throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description); slot \(name) stays unbootable")
+            throw settle(disk, target, letter: letter, error)
         }
-        return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
     }
 
     /// Where an install writes, and what it has to say afterwards.
@@ -122,6 +141,9 @@ public enum InstallFlow {
         var offset: UInt64
         var size: UInt64
         var descriptorEnd: UInt64
+        /// The target's attributes as this install left them (unbootable): activation
+        /// happens only if the table still holds exactly these.
+        var preparedAttributes: UInt64
         var warnings: [String]
     }
 
@@ -159,7 +181,7 @@ public enum InstallFlow {
             if let warning = try TableStore.save(disk, table, slots: slots) { warnings.append(warning) }
         }
         return Target(table: table, index: index, offset: table.byteOffset(slot), size: size, descriptorEnd: descriptorEnd,
-                      warnings: warnings)
+                      preparedAttributes: slots[index].attributes, warnings: warnings)
     }
 
     /// Steps 5 and 6: the slot must read back as the image that was verified (full
@@ -171,12 +193,50 @@ public enum InstallFlow {
         // The whole signed descriptor must match, not only digest and key: a different
         // rollback index, version or verity tree under the same payload is another image.
         guard check.verified, let descriptor = expected.descriptor, check.descriptor == descriptor else {
-            throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image"); it stays unbootable")
+            throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image")")
         }
-        let active = try SlotFlows.setActive(disk, slot: letter, tries: tries)
+        // Activated only if nobody touched the slot's entry since this install made it
+        // unbootable: another install or a set-active in between means the bytes just
+        // verified may already be someone else's (spec/install.md).
+        let prepared = target.table.slots[target.index]
+        let active = try SlotFlows.change(disk, letter) { (slots, index, _) throws(FlowError) in
+            let now = slots[index]
+            guard now.attributes == target.preparedAttributes, now.firstLBA == prepared.firstLBA, now.lastLBA == prepared.lastLBA else {
+                throw FlowError(.readbackMismatch, "install: slot \(name) was changed by another writer while this install wrote it "
+                    + "(now priority \(now.state.priority), tries \(now.state.tries)); not activated")
+            }
+            do { try Policy.setActive(&slots, index, tries: tries) } catch {
+                throw FlowError(.usage, "install: tries must be 1...\(SlotState.maxTries), not \(tries)")
+            }
+        }
         target.warnings += active.warnings
         return Report(slot: letter, partition: target.table.partitionNumber(target.table.slots[target.index]), descriptor: descriptor,
                       bytesWritten: target.descriptorEnd + UInt64(ImageFooter.size), tries: tries, warnings: target.warnings)
+    }
+
+    /// What a failure after the target was made unbootable really left: the table is read
+    /// again, and if the target is bootable now (another writer activated it while this
+    /// install was writing into it) it is marked unbootable again, since its bytes are
+    /// now a mix. The message ends with what the disk holds.
+    static func settle(_ disk: BlockStore, _ target: Target, letter: UInt8, _ error: FlowError) -> FlowError {
+        let name = SlotFlows.letterText(letter)
+        var activatedByOther = false
+        do {
+            _ = try SlotFlows.change(disk, letter) { (slots, index, _) throws(FlowError) in
+                if slots[index].state.priority > 0 {
+                    activatedByOther = true
+                    Policy.markUnbootable(&slots, index)
+                }
+            }
+        } catch let recheck {
+            return FlowError(error.code, "\(error.message); slot \(name) could not be checked again (\(recheck.message)): "
+                + "it is unbootable unless another writer activated it meanwhile")
+        }
+        if activatedByOther {
+            return FlowError(error.code, "\(error.message); another writer had activated slot \(name) meanwhile, over bytes this "
+                + "install also wrote: marked unbootable again")
+        }
+        return FlowError(error.code, "\(error.message); slot \(name) stays unbootable")
     }
 
     /// The running slot is never a target, and must itself be confirmed: the target is
@@ -213,8 +273,8 @@ public enum InstallFlow {
         do {
             return try hasher.copyStream(from: stream, to: disk, targetOffset: offset, count: count, hashed: hashed)
         } catch {
-            let code: StatusCode = error.kind == .read ? .downloadFailed : .writeFailed
-            throw FlowError(code, "install: \(error.description); slot \(name) stays unbootable")
+            let code: StatusCode = error.kind == .read || error.kind == .timedOut ? .downloadFailed : .writeFailed
+            throw FlowError(code, "install: \(error.description)")
         }
     }
 

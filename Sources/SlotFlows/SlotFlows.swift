@@ -17,8 +17,12 @@ public struct BootReport {
     public let slots: SlotTable
     public let chosen: Int
     public let consumedTry: Bool
-    /// Candidates refused by the verifier before `chosen`, with why.
+    /// Candidates refused by the verifier before `chosen`, with why (marked unbootable).
     public let rejected: [(letter: UInt8, code: StatusCode, reason: String)]
+    /// Candidates passed over because their image could not be read, twice: an I/O
+    /// error proves nothing about the image, so they are left as they are and tried
+    /// again at the next boot (spec/policy.md).
+    public let unreadable: [(letter: UInt8, code: StatusCode, reason: String)]
     /// What the chosen slot's verified image claims; recorded with the booted slot so
     /// that mark-successful raises exactly what booted.
     public let claim: RollbackClaim?
@@ -55,15 +59,22 @@ public enum SlotFlows {
     /// refused slot is made unbootable and the next is tried), consumes one try of an
     /// unconfirmed slot and persists all of it before returning. With `dryRun` nothing
     /// is written. No bootable slot: `noBootableSlot`, and the table is written only if
-    /// the verifier refused a slot (so it is not tried again).
+    /// the verifier refused a slot (so it is not tried again). A slot whose image cannot
+    /// be read (an I/O error, once more after a retry) is neither refused nor marked: it
+    /// is passed over for this boot only, and if nothing else boots the result is
+    /// `ioError`, not `noBootableSlot`, since a good slot may be behind the bad read.
     public static func boot(_ store: BlockStore, verifier: SlotVerifier, dryRun: Bool) throws(FlowError) -> BootReport {
         let table = try TableStore.load(store)
         var slots = table.slots
         _ = Policy.normalize(&slots)
         var excluded: UInt32 = 0
         var rejected: [(letter: UInt8, code: StatusCode, reason: String)] = []
+        var unreadable: [(letter: UInt8, code: StatusCode, reason: String)] = []
         while let index = Policy.choose(slots, excluding: excluded) {
-            switch verifier.verify(slot: slots[index], in: table, store: store) {
+            var verdict = verifier.verify(slot: slots[index], in: table, store: store)
+            // One retry: a read error is often transient (a bus reset, a slow USB disk).
+            if case .rejected(.ioError, _) = verdict { verdict = verifier.verify(slot: slots[index], in: table, store: store) }
+            switch verdict {
             case .fatal(let code, let reason):
                 throw FlowError(code, "boot: \(reason); no slot was judged or changed")
             case .accepted(let claim, let descriptor):
@@ -72,14 +83,27 @@ public enum SlotFlows {
                 let consumed = Policy.consumeTry(&slots, index)
                 let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: dryRun, required: consumed)
                 return BootReport(table: table, slots: slots, chosen: index, consumedTry: consumed,
-                                  rejected: rejected, claim: claim, descriptor: descriptor, wrote: wrote, warnings: warnings)
+                                  rejected: rejected, unreadable: unreadable, claim: claim, descriptor: descriptor, wrote: wrote, warnings: warnings)
+            case .rejected(.ioError, let reason):
+                excluded |= 1 << UInt32(index)
+                unreadable.append((slots[index].letter, .ioError, reason))
             case .rejected(let code, let reason):
                 Policy.markUnbootable(&slots, index)
                 excluded |= 1 << UInt32(index)
                 rejected.append((slots[index].letter, code, reason))
             }
         }
-        if !rejected.isEmpty { _ = try saveIfChanged(store, table, slots, dryRun: dryRun, required: false) }
+        var wroteRefusals = false
+        if !rejected.isEmpty { wroteRefusals = try saveIfChanged(store, table, slots, dryRun: dryRun, required: false).0 }
+        if !unreadable.isEmpty {
+            var message = "no slot can be booted this time"
+            for item in unreadable {
+                message += "; slot \(letterText(item.letter)) could not be read (\(item.reason)), left as it is for the next boot"
+            }
+            for item in rejected { message += "; slot \(letterText(item.letter)) refused: \(item.reason)" }
+            message += wroteRefusals ? "; the refused slots were marked unbootable" : "; nothing was written"
+            throw FlowError(.ioError, "boot: " + message)
+        }
         var message = "no bootable slot"
         for item in rejected { message += "; slot \(letterText(item.letter)) refused: \(item.reason)" }
         if rejected.isEmpty { message += ": every slot has priority 0 or no tries left and is not successful" }
@@ -158,7 +182,7 @@ public enum SlotFlows {
         }
     }
 
-    private static func change(_ store: BlockStore, _ letter: UInt8,
+    static func change(_ store: BlockStore, _ letter: UInt8,
                                _ mutate: (inout SlotTable, Int, LoadedTable) throws(FlowError) -> Void) throws(FlowError) -> ChangeReport {
         let table = try TableStore.load(store)
         guard let index = table.slots.index(ofLetter: letter) else {

@@ -128,10 +128,12 @@ public enum TableStore {
     /// Writes `slots` back in the order that keeps every cut safe: primary entries,
     /// primary header, flush; backup entries, backup header, flush. A cut before the
     /// first flush leaves a primary that fails its CRCs, so the old backup wins; a cut
-    /// after it leaves the new primary, which wins. Called by flows only when the slots
+    /// after it leaves the new primary, which wins. When the backup is bad or stale and
+    /// the primary is the only good copy, the backup goes first, then the primary. Called by flows only when the slots
     /// changed or a copy needs repair. Refuses (`writeRefused`) rather than write a
     /// header it would itself reject. Once the primary is flushed the new state is
-    /// committed: a failure on the backup is returned as a warning, not thrown.
+    /// committed: a failure on the backup is returned as a warning, not thrown (when
+    /// the backup went first, the primary's flush is the commit, and its failure throws).
     @discardableResult
     public static func save(_ store: BlockStore, _ loaded: LoadedTable, slots: SlotTable) throws(FlowError) -> String? {
         var entries = loaded.entries
@@ -152,18 +154,42 @@ public enum TableStore {
         headers.primary.serialize(into: &primarySpan)
         var backupSpan = backupSector.mutableSpan
         headers.backup.serialize(into: &backupSpan)
+        // The copy a reader falls back to is written last: normally the primary first
+        // (a torn primary loses to the old backup); but when the primary is the only good
+        // copy (the backup is bad, or stale from an earlier save whose backup write
+        // failed) the backup is written first, or a torn primary would leave nothing, or
+        // an older state than the one committed last (spec/table.md).
+        let backupFirst = loaded.sourceRole == .primary && !loaded.backup.status.isValid
+        let primaryCopy = (name: "primary", header: headers.primary, sector: primarySector)
+        let backupCopy = (name: "backup", header: headers.backup, sector: backupSector)
+        let (first, second) = backupFirst ? (backupCopy, primaryCopy) : (primaryCopy, backupCopy)
+        // What a failure leaves is said exactly: until the first copy's header is written
+        // whole, that copy fails its CRCs and the other copy's old state is what the next
+        // read finds; once both are written but the flush fails, the disk holds the whole
+        // old or the whole new state, and which is not known.
         do {
-            try store.writeBytes(entries, at: headers.primary.entriesLBA * sectorSize)
-            try store.writeBytes(primarySector, at: sectorSize)
-            try store.flush()
+            try store.writeBytes(entries, at: first.header.entriesLBA * sectorSize)
+            try store.writeBytes(first.sector, at: first.header.myLBA * sectorSize)
         } catch {
-            throw FlowError.io(error, doing: "writing the slot table")
+            throw FlowError(.ioError, "writing the slot table: \(error.description); the \(first.name) GPT copy may be partly "
+                + "written and the \(second.name) was not touched, so the next read finds the old state")
+        }
+        do { try store.flush() } catch {
+            throw FlowError(.ioError, "writing the slot table: \(error.description); the \(first.name) GPT copy was written but "
+                + "not confirmed on disk and the \(second.name) was not touched, so the next read finds either the whole old or "
+                + "the whole new state")
         }
         do {
-            try store.writeBytes(entries, at: headers.backup.entriesLBA * sectorSize)
-            try store.writeBytes(backupSector, at: headers.backup.myLBA * sectorSize)
+            try store.writeBytes(entries, at: second.header.entriesLBA * sectorSize)
+            try store.writeBytes(second.sector, at: second.header.myLBA * sectorSize)
             try store.flush()
         } catch {
+            if backupFirst {
+                // Committed only once the primary is: an old primary that is still whole wins.
+                throw FlowError(.ioError, "writing the slot table: \(error.description); the backup GPT copy holds the new "
+                    + "state but the primary may still hold the old one, so the next read finds either the whole old or "
+                    + "the whole new state")
+            }
             return "the new state is written to the primary GPT, but the backup copy was not (\(error.description)); it is repaired at the next write"
         }
         return nil

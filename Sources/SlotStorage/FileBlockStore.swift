@@ -2,22 +2,58 @@
 import Glibc
 #endif
 
+/// Which file an open descriptor is: device and inode (and, for a device node, the
+/// device it stands for), so two paths, a symbolic link or a hard link to one file are
+/// seen to be the same file.
+public struct FileIdentity: Equatable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var special: UInt64
+
+    public init(statInfo info: stat) { self.init(info) }
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        special = (info.st_mode & S_IFMT) == S_IFBLK || (info.st_mode & S_IFMT) == S_IFCHR ? UInt64(info.st_rdev) : 0
+    }
+
+    /// Same file, or the same device reached through two device nodes.
+    public func sameFile(as other: FileIdentity) -> Bool {
+        (device == other.device && inode == other.inode) || (special != 0 && special == other.special)
+    }
+
+    /// The identity of what `path` names now (symbolic links followed), nil if nothing.
+    public static func of(path: String) -> FileIdentity? {
+        var info = stat()
+        return stat(path, &info) == 0 ? FileIdentity(info) : nil
+    }
+}
+
 /// An image file or a raw block device. Sizes of block devices come from the kernel
 /// (BLKGETSIZE64, BLKSSZGET); an image file's sector size is given, or probed from
 /// where a GPT header's "EFI PART" sits (512 first, then 4096; 512 when neither).
+/// Anything else (a FIFO, a socket, a character device, a directory) is refused before
+/// a byte is read, so a FIFO named as a disk never hangs a boot.
 public final class FileBlockStore: BlockStore {
     public let path: String
     public let sectorSize: Int
     public let byteCount: UInt64
     public let isBlockDevice: Bool
+    public let identity: FileIdentity
     private let fd: Int32
-    private let writable: Bool
+    private let mayWrite: Bool
+    /// The read-write descriptor, opened at the first write: a command that turns out to
+    /// write nothing (boot of a confirmed slot, a no-op mark) works on read-only media.
+    private var writeFD: Int32 = -1
 
-    /// Opens `path` read-only unless `writable`. Used by the CLI for `--disk`.
+    /// Opens `path` for reading; with `writable` the first write reopens it read-write
+    /// (the same file, checked by identity). Used by the CLI for `--disk` and images.
     public init(path: String, writable: Bool, sectorSize requested: Int? = nil) throws(StorageError) {
         self.path = path
-        self.writable = writable
-        let descriptor = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        self.mayWrite = writable
+        // O_NONBLOCK only for the open: a FIFO must not block it; the type check follows.
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())") }
         fd = descriptor
         var info = stat()
@@ -26,7 +62,14 @@ public final class FileBlockStore: BlockStore {
             Glibc.close(fd)
             throw StorageError(.open, path: path, detail: "cannot stat: \(text)")
         }
-        isBlockDevice = (info.st_mode & S_IFMT) == S_IFBLK
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG || type == S_IFBLK else {
+            Glibc.close(fd)
+            throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not an image file or a block device")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        identity = FileIdentity(info)
+        isBlockDevice = type == S_IFBLK
         if isBlockDevice {
             var size: UInt64 = 0
             var logical: Int32 = 0
@@ -53,7 +96,40 @@ public final class FileBlockStore: BlockStore {
         }
     }
 
-    deinit { Glibc.close(fd) }
+    deinit {
+        Glibc.close(fd)
+        if writeFD >= 0 { Glibc.close(writeFD) }
+    }
+
+    static func typeName(_ type: mode_t) -> String {
+        switch type {
+        case S_IFIFO: "a FIFO"
+        case S_IFSOCK: "a socket"
+        case S_IFCHR: "a character device"
+        case S_IFDIR: "a directory"
+        case S_IFLNK: "a symbolic link"
+        default: "not a regular file"
+        }
+    }
+
+    /// The read-write descriptor, opened on first use: the path again, read-write, and
+    /// refused unless it is still the file read so far.
+    private func writer() throws(StorageError) -> Int32 {
+        if writeFD >= 0 { return writeFD }
+        guard mayWrite else { throw StorageError(.readOnly, path: path, detail: "opened read-only") }
+        let descriptor = Glibc.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else {
+            throw StorageError(.open, path: path, detail: "cannot open for writing: \(errnoText())")
+        }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, FileIdentity(info) == identity else {
+            Glibc.close(descriptor)
+            throw StorageError(.open, path: path, detail: "changed while slotctl was reading it; nothing was written")
+        }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        writeFD = descriptor
+        return descriptor
+    }
 
     // _IOR(0x12, 114, size_t) and _IO(0x12, 104) from linux/fs.h.
     static let blkGetSize64: UInt = 0x8008_1272
@@ -87,7 +163,7 @@ public final class FileBlockStore: BlockStore {
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StorageError) {
-        guard writable else { throw StorageError(.readOnly, path: path, detail: "opened read-only") }
+        let fd = try writer()
         var done = 0
         while done < bytes.count {
             let put = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
@@ -100,40 +176,74 @@ public final class FileBlockStore: BlockStore {
     }
 
     public func flush() throws(StorageError) {
-        guard fsync(fd) == 0 else { throw StorageError(.flush, path: path, detail: "fsync failed: \(errnoText())") }
+        // Nothing written, nothing to make durable (and a read-only medium stays usable).
+        guard writeFD >= 0 else { return }
+        guard fsync(writeFD) == 0 else { throw StorageError(.flush, path: path, detail: "fsync failed: \(errnoText())") }
     }
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }
 
-/// A stream on a file descriptor (standard input for `install -`, or an opened file).
+/// A stream on a file descriptor: standard input for `install -`, or a FIFO, pipe,
+/// socket or character device named as the image (`install /dev/stdin`). Every read
+/// waits at most `idleTimeout` seconds for data, so a FIFO nobody writes to, or a
+/// stalled sender, ends the install (download failed) instead of hanging it.
 public final class FileByteStream: ByteStream {
     public let name: String
+    public let idleTimeout: Int
     private let fd: Int32
     private let owned: Bool
 
     /// Standard input.
-    public init() {
+    public init(idleTimeout: Int) {
         name = "standard input"
         fd = 0
         owned = false
+        self.idleTimeout = idleTimeout
     }
 
-    public init(path: String) throws(StorageError) {
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    /// Opens `path` without blocking (a FIFO with no writer would block open(2)).
+    public init(path: String, idleTimeout: Int) throws(StorageError) {
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())") }
+        var info = stat()
+        let type = fstat(descriptor, &info) == 0 ? info.st_mode & S_IFMT : 0
+        guard type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR || type == S_IFREG else {
+            Glibc.close(descriptor)
+            throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not a stream")
+        }
         name = path
         fd = descriptor
         owned = true
+        self.idleTimeout = idleTimeout
+    }
+
+    /// Whether `path` names something that can only be read front to back (a FIFO, a
+    /// pipe such as /dev/stdin, a socket or a character device): `install` reads those
+    /// as streams. Nil when it cannot be examined.
+    public static func isStreamOnly(path: String) -> Bool? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let type = info.st_mode & S_IFMT
+        return type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR
     }
 
     deinit { if owned { Glibc.close(fd) } }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
         while true {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(idleTimeout * 1000))
+            if ready < 0 {
+                if errno == EINTR { continue }
+                throw StorageError(.read, path: name, detail: "poll failed: \(errnoText())")
+            }
+            if ready == 0 {
+                throw StorageError(.timedOut, path: name, detail: "no data for \(idleTimeout) s (nothing is writing to it)")
+            }
             let got = Glibc.read(fd, buffer.baseAddress, buffer.count)
             if got >= 0 { return got }
-            if errno == EINTR { continue }
+            if errno == EINTR || errno == EAGAIN { continue }
             throw StorageError(.read, path: name, detail: "read failed: \(errnoText())")
         }
     }

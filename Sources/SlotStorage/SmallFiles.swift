@@ -6,14 +6,20 @@ import Glibc
 /// config file, the file counter store. One implementation of the power-cut-safe
 /// replace (temp file, fsync, rename, fsync of the directory) for every caller.
 public enum SmallFiles {
-    /// The whole file, or nil if it does not exist. Refuses files over `limit` bytes.
+    /// The whole file, or nil if it does not exist. Refuses files over `limit` bytes, and
+    /// anything but a regular file (opened without blocking, so a FIFO cannot hang it).
     public static func read(_ path: String, limit: Int) throws(StorageError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             if errno == ENOENT { return nil }
             throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())")
         }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw StorageError(.open, path: path, detail: "cannot stat: \(errnoText())") }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(info.st_mode & S_IFMT)), not a regular file")
+        }
         do { return try readAll(fd, limit: limit) } catch {
             switch error {
             case .read(let code):
@@ -57,8 +63,14 @@ public enum SmallFiles {
         unlink(temp)
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw StorageError(.write, path: temp, detail: "cannot create: \(errnoText())") }
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
+        var written = 0
+        while written < bytes.count {
+            let put = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if put < 0 && errno == EINTR { continue }
+            if put <= 0 { break }
+            written += put
+        }
+        let synced = written == bytes.count ? fsync(fd) : -1
         close(fd)
         guard written == bytes.count, synced == 0 else {
             let text = errnoText()

@@ -26,7 +26,7 @@ struct Commands {
         "sign": (["--key", "--rollback-index", "--rollback-location", "--version", "-o", "--partition-size", "--salt"],
                  ["--stream", "--verity"], 1...1),
         "counters": (["--locations"], [], 0...1),
-        "install": (["--slot", "--tries"], [], 1...1),
+        "install": (["--slot", "--tries", "--stream-timeout"], [], 1...1),
     ]
 
     mutating func run() throws(CLIError) -> Outcome {
@@ -67,7 +67,17 @@ struct Commands {
     private func openDisk(writable: Bool) throws(CLIError) -> FileBlockStore {
         let path = try diskPath()
         do { return try FileBlockStore(path: path, writable: writable, sectorSize: settings.sectorSize) } catch {
-            throw CLIError(error.kind == .geometry ? .tableUnusable : .ioError, error.description)
+            throw CLIError(Commands.code(opening: error), error.description)
+        }
+    }
+
+    /// The status for a disk or image that cannot be opened: a path that is not a disk
+    /// at all (a FIFO, a directory) is a usage error, unusable geometry is 60, else 61.
+    static func code(opening error: StorageError) -> StatusCode {
+        switch error.kind {
+        case .geometry: .tableUnusable
+        case .notADisk: .usage
+        default: .ioError
         }
     }
 
@@ -105,7 +115,7 @@ struct Commands {
     /// an error, never "unknown".
     private func bootedRecordIfAny() throws(CLIError) -> (letter: UInt8, claim: RollbackClaim?)? {
         if let recorded = try SystemFiles.readText(settings.bootedFile) {
-            let lines = recorded.split(separator: "\n").map(String.init)
+            let lines = Config.lines(recorded).filter { !$0.isEmpty }.map(String.init)
             let letter = try slotArgument(Config.trim(lines.first ?? ""))
             var claim: RollbackClaim? = nil
             if lines.count > 1 {
@@ -118,7 +128,7 @@ struct Commands {
             return (letter, claim)
         }
         if let cmdline = try SystemFiles.readText(settings.cmdlineFile) {
-            for word in cmdline.split(whereSeparator: { $0 == " " || $0 == "\n" }) where word.hasPrefix("slotctl.slot=") {
+            for word in cmdline.split(whereSeparator: { $0.isWhitespace }) where word.hasPrefix("slotctl.slot=") {
                 return (try slotArgument(String(word.dropFirst("slotctl.slot=".count))), nil)
             }
         }
@@ -246,6 +256,10 @@ struct Commands {
         for item in report.rejected {
             warnings.append("slot \(SlotFlows.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); marked unbootable")
         }
+        for item in report.unreadable {
+            warnings.append("slot \(SlotFlows.letterText(item.letter)) skipped this boot (\(item.code.name)): \(item.reason); "
+                + "not marked, it is tried again at the next boot")
+        }
         if !dryRun {
             // The decision is on disk already; a missing record only costs mark-* its default.
             let record = name + "\n" + (report.claim.map { "rollback \($0.location) \($0.index)\n" } ?? "")
@@ -271,14 +285,18 @@ struct Commands {
         } else {
             json.setNull("verity")
         }
-        json.set("rejected", report.rejected.map { item in
-            var o = JSONObject()
-            o.set("slot", SlotFlows.letterText(item.letter))
-            o.set("code", Int(item.code.rawValue))
-            o.set("status", item.code.name.description)
-            o.set("reason", item.reason)
-            return o
-        })
+        func verdicts(_ items: [(letter: UInt8, code: StatusCode, reason: String)]) -> [JSONObject] {
+            items.map { item in
+                var o = JSONObject()
+                o.set("slot", SlotFlows.letterText(item.letter))
+                o.set("code", Int(item.code.rawValue))
+                o.set("status", item.code.name.description)
+                o.set("reason", item.reason)
+                return o
+            }
+        }
+        json.set("rejected", verdicts(report.rejected))
+        json.set("unreadable", verdicts(report.unreadable))
         json.set("warnings", strings: warnings)
         guard line.switches.contains("--shell") else { return (.ok, name + "\n", json) }
         return (.ok, Render.bootShell(slot, report.table, device: device, verity: verity,
@@ -348,6 +366,10 @@ struct Commands {
         let path = try diskPath()
         if let size = line.flags["--size"] {
             let bytes = try parseSize(size, flag: "--size")
+            if let kind = SystemFiles.fileKind(path), kind != .regular {
+                throw CLIError(.usage, "\(path): format --size creates an image file, but this is "
+                    + (kind == .blockDevice ? "a block device; format it without --size (its size is the device's)" : "not a regular file"))
+            }
             if SystemFiles.exists(path), line.switches.contains("--force") == false {
                 throw CLIError(.writeRefused, "\(path): exists; format --size creates a new image (add --force to resize and replace)")
             }
@@ -386,7 +408,7 @@ struct Commands {
             guard line.positional.isEmpty else { throw CLIError(.usage, "verify: give a SLOT or --image FILE, not both") }
             let store: FileBlockStore
             do { store = try FileBlockStore(path: image, writable: false, sectorSize: 512) } catch {
-                throw CLIError(.ioError, error.description)
+                throw CLIError(Commands.code(opening: error), "verify: \(error.description)")
             }
             report = imageReport(store, offset: 0, size: store.byteCount, keys: keys, counters: try counters(), hasher: hasher).0
             subject = "image \(image)"
@@ -418,7 +440,6 @@ struct Commands {
         let payloadPath = line.positional[0]
         guard let keyPath = line.flags["--key"] else { throw CLIError(.usage, "sign needs --key PEM") }
         guard let output = line.flags["-o"] else { throw CLIError(.usage, "sign needs -o IMAGE") }
-        guard output != payloadPath else { throw CLIError(.usage, "sign: -o must not be the payload itself") }
         guard let indexText = line.flags["--rollback-index"], let rollbackIndex = UInt64(indexText) else {
             throw CLIError(.usage, "sign needs --rollback-index N (a number)")
         }
@@ -433,14 +454,19 @@ struct Commands {
         }
         let partitionSize = try line.flags["--partition-size"].map { (s: String) throws(CLIError) in try parseSize(s, flag: "--partition-size") }
         let key: PrivateKey
-        do { key = try PrivateKey(pemPath: keyPath) } catch { throw CLIError(.usage, "sign: \(error.message)") }
+        do { key = try PrivateKey(pemPath: keyPath) } catch {
+            throw CLIError(error.wrongKeyHalf ? .keyAlgorithmMismatch : .usage, "sign: \(error.message)")
+        }
         guard let algorithm = key.kind.algorithm else {
             throw CLIError(.keyAlgorithmMismatch, "sign: \(keyPath) is a \(key.kind) key; use ed25519, EC P-256, or RSA 3072/4096")
         }
         let payload: FileBlockStore
         do { payload = try FileBlockStore(path: payloadPath, writable: false, sectorSize: 512) } catch {
-            throw CLIError(.ioError, error.description)
+            throw CLIError(Commands.code(opening: error), "sign: \(error.description)")
         }
+        // The payload is compared with every file sign writes by what they are (device
+        // and inode, after opening), not by their names: a link to it is refused.
+        let payloadFile = (payload.identity, "the payload \(payloadPath)")
         var salt: [UInt8]? = nil
         if let text = line.flags["--salt"] {
             guard line.switches.contains("--verity") else { throw CLIError(.usage, "sign: --salt goes with --verity") }
@@ -455,27 +481,34 @@ struct Commands {
         // (descriptor first, for `install -`), and removed.
         let streamed = line.switches.contains("--stream")
         let imagePath = streamed ? output + ".image.tmp" : output
-        try SystemFiles.createImage(imagePath, size: layout.partitionSize, truncate: true)
+        if streamed, let existing = FileIdentity.of(path: output), existing.sameFile(as: payload.identity) {
+            throw CLIError(.usage, "sign: \(output) is the payload \(payloadPath) itself (the same file); nothing was written")
+        }
+        try SystemFiles.createImage(imagePath, size: layout.partitionSize, truncate: true, notSameAs: payloadFile)
         let target: FileBlockStore
         do { target = try FileBlockStore(path: imagePath, writable: true, sectorSize: 512) } catch {
             throw CLIError(.ioError, error.description)
         }
+        var writtenSize = layout.partitionSize
         let descriptor = try flow { () throws(FlowError) in
             try SignFlow.sign(payload: payload, output: target, key: key, request: request, hasher: PayloadHasher())
         }
         if streamed {
             defer { SystemFiles.remove(imagePath) }
-            try SystemFiles.createImage(output, size: 0, truncate: true)
+            try SystemFiles.createImage(output, size: 0, truncate: true, notSameAs: payloadFile)
             let streamFile: FileBlockStore
             do { streamFile = try FileBlockStore(path: output, writable: true, sectorSize: 512) } catch {
                 throw CLIError(.ioError, error.description)
             }
             try flow { () throws(FlowError) in try InstallFlow.writeStream(image: target, to: streamFile) }
+            writtenSize = SystemFiles.fileSize(output) ?? 0
         }
         var json = JSONObject()
         json.set("image", output)
         json.set("stream", streamed)
-        json.set("size", layout.partitionSize)
+        // The size of the file written: the image (a partition's worth), or the stream.
+        json.set("size", writtenSize)
+        json.set("partition_size", layout.partitionSize)
         json.set("payload_size", descriptor.payloadSize)
         json.set("descriptor_offset", layout.descriptorOffset)
         json.set("key_id", hex(key.keyID))
@@ -488,7 +521,7 @@ struct Commands {
         } else {
             json.setNull("verity")
         }
-        let text = "signed \(payloadPath) -> \(output): \(layout.partitionSize) bytes, \(algorithm.name), key \(hex(key.keyID)), "
+        let text = "signed \(payloadPath) -> \(output)\(streamed ? " (stream form)" : ""): \(writtenSize) bytes, \(algorithm.name), key \(hex(key.keyID)), "
             + "rollback index \(rollbackIndex) at location \(location)\n"
         return (.ok, text, json)
     }
@@ -522,19 +555,33 @@ struct Commands {
         }
         let keys = KeyDirectory(path: settings.keys)
         let counters = try counters()
-        // `-` and files in the stream form are read front to back; image files from the end.
+        var idleTimeout = InstallLimits.defaultStreamTimeout
+        if let text = line.flags["--stream-timeout"] {
+            guard let value = Int(text), value >= 1, value <= 86400 else {
+                throw CLIError(.usage, "--stream-timeout must be 1...86400 seconds, not '\(text)'")
+            }
+            idleTimeout = value
+        }
+        // `-`, FIFOs and pipes (`/dev/stdin`) and files in the stream form are read front
+        // to back; image files and block devices from the end.
         var stream: ByteStream? = nil
         var source: FileBlockStore? = nil
         do {
             if imagePath == "-" {
-                stream = FileByteStream()
+                stream = FileByteStream(idleTimeout: idleTimeout)
+            } else if FileByteStream.isStreamOnly(path: imagePath) == true {
+                stream = try FileByteStream(path: imagePath, idleTimeout: idleTimeout)
             } else {
                 let file = try FileBlockStore(path: imagePath, writable: false, sectorSize: 512)
                 let head = file.byteCount >= 8 ? try file.readBytes(count: 8, at: 0) : []
-                if StreamHeader.isStream(head.span) { stream = try FileByteStream(path: imagePath) } else { source = file }
+                if StreamHeader.isStream(head.span) {
+                    stream = try FileByteStream(path: imagePath, idleTimeout: idleTimeout)
+                } else {
+                    source = file
+                }
             }
         } catch {
-            throw CLIError(.ioError, error.description)
+            throw CLIError(error.kind == .notADisk ? .usage : .ioError, "install: \(error.description)")
         }
         let report = try flow { () throws(FlowError) in
             if let stream {
@@ -557,7 +604,7 @@ struct Commands {
         json.set("rollback_location", Int(report.descriptor.rollbackLocation))
         json.set("tries", Int(report.tries))
         json.set("warnings", strings: warnings)
-        let text = "installed \(imagePath) (version '\(version)', rollback index \(report.descriptor.rollbackIndex)) into slot \(name); "
+        let text = "installed \(imagePath) (version '\(Render.printable(version))', rollback index \(report.descriptor.rollbackIndex)) into slot \(name); "
             + "verified after writing; slot \(name) is active with \(report.tries) tries\n"
         return (.ok, text, json)
     }
@@ -613,6 +660,10 @@ struct Commands {
             if let value = line.flags["--locations"] {
                 guard let n = Int(value) else { throw CLIError(.usage, "--locations: '\(value)' is not a number") }
                 locations = n
+            } else if let provisioned = try? counters.provisionedLocations(), provisioned > 0 {
+                // Provisioning again without --locations keeps what is there: only an
+                // explicit --locations asks a store to grow (and one that cannot says so).
+                locations = provisioned
             }
             do { text = try counters.provision(locations: locations) + "\n" } catch {
                 throw CLIError(error.code, "counters provision: \(error.message)")

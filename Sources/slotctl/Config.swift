@@ -47,12 +47,19 @@ func parseSectorSize(_ text: String, source: String) throws(CLIError) -> Int {
 }
 
 /// /etc/slotctl.conf: `key = value` lines, `#` comments. Unknown keys are an error, so a
-/// typo never silently changes which disk or keys are used.
+/// typo never silently changes which disk or keys are used; so are a key given twice and
+/// a control character anywhere (a lone carriage return would otherwise hide the line
+/// after it). Lines end with LF or CRLF, as the hook's shell reader sees them.
 enum Config {
     static func apply(_ text: String, path: String, to settings: inout Settings) throws(CLIError) {
         var number = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        var seen: [String: Int] = [:]
+        for rawLine in lines(text) {
             number += 1
+            if let bad = rawLine.unicodeScalars.first(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) {
+                throw CLIError(.usage, "\(path):\(number): control character U+\(hex4(bad.value)) in the line; "
+                    + "write plain 'key = value' lines ending in LF or CRLF")
+            }
             let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             let trimmed = trim(line)
             if trimmed.isEmpty { continue }
@@ -61,6 +68,10 @@ enum Config {
             }
             let key = trim(String(trimmed[..<eq])), value = trim(String(trimmed[trimmed.index(after: eq)...]))
             guard !value.isEmpty else { throw CLIError(.usage, "\(path):\(number): '\(key)' has no value") }
+            if let first = seen[key] {
+                throw CLIError(.usage, "\(path):\(number): '\(key)' is set again (first on line \(first)); give each key once")
+            }
+            seen[key] = number
             switch key {
             case "disk": settings.disk = value
             case "keys": settings.keys = value
@@ -74,10 +85,21 @@ enum Config {
         }
     }
 
+    /// The lines of a text file, each without its LF or CRLF end. Swift takes "\r\n" as
+    /// one Character, so splitting on "\n" alone would see a CRLF file as one line.
+    static func lines(_ text: String) -> [Substring] {
+        text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+    }
+
     static func trim(_ text: String) -> String {
         var s = Substring(text)
         while let first = s.first, first == " " || first == "\t" || first == "\r" { s.removeFirst() }
         while let last = s.last, last == " " || last == "\t" || last == "\r" { s.removeLast() }
         return String(s)
+    }
+
+    static func hex4(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 }

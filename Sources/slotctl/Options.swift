@@ -15,7 +15,8 @@ struct Invocation {
     static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file",
                                "--sector-size", "--verification"]
     static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
-                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations", "--salt"]
+                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations", "--salt",
+                                "--stream-timeout"]
     static let commandSwitches = ["--dry-run", "--force", "--stream", "--verity", "--shell"]
 
     static func parse(_ args: [String]) throws(CLIError) -> Invocation {

@@ -71,7 +71,7 @@ enum Render {
     static func slotRow(_ slot: Slot, _ table: LoadedTable) -> String {
         let s = slot.state
         return pad(SlotFlows.letterText(slot.letter), 6) + pad("\(table.partitionNumber(slot))", 6)
-            + pad(table.label(slot), 18) + pad("\(s.priority)", 6) + pad("\(s.tries)", 7)
+            + pad(printable(table.label(slot)), 18) + pad("\(s.priority)", 6) + pad("\(s.tries)", 7)
             + pad(s.successful ? "yes" : "no", 12) + pad(s.isBootable ? "yes" : "no", 10)
             + "\(slot.firstLBA)..\(slot.lastLBA)\n"
     }
@@ -90,6 +90,26 @@ enum Render {
         }
         let endsInDigit = disk.last.map { $0.isNumber } ?? false
         return disk + (endsInDigit ? "p" : "") + "\(number)"
+    }
+
+    /// Text from the disk (GPT labels, version strings) made safe for a terminal:
+    /// control characters (C0, DEL, C1), line and paragraph separators and bidirectional
+    /// overrides become `\u{…}`, and a backslash `\\`, so a label can neither run
+    /// terminal escapes nor forge lines of the table. JSON and `--shell` quote on their own.
+    static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            let v = scalar.value
+            if v < 0x20 || (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029 || v == 0x200E || v == 0x200F
+                || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v) {
+                out += "\\u{" + String(v, radix: 16) + "}"
+            } else if scalar == "\\" {
+                out += "\\\\"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     static func hex64(_ value: UInt64) -> String {
@@ -123,7 +143,7 @@ enum Render {
     /// One line for status.
     static func imageSummary(_ report: ImageReport) -> String {
         guard let d = report.descriptor else { return "refused (\(report.code.name)): \(report.reason ?? "")" }
-        let what = "version '\(report.version ?? "")', rollback index \(d.rollbackIndex) at location \(d.rollbackLocation)"
+        let what = "version '\(printable(report.version ?? ""))', rollback index \(d.rollbackIndex) at location \(d.rollbackLocation)"
         if report.verified, let signer = report.signer {
             return "verified, signed by \(signer.path) (\(d.signatureAlgorithm.name)), \(what)"
         }
@@ -138,7 +158,7 @@ enum Render {
             text += "signer: \(report.signer?.path ?? "none")\n"
             text += "algorithm: \(d.signatureAlgorithm.name)\n"
             text += "rollback index: \(d.rollbackIndex) (location \(d.rollbackLocation))\n"
-            text += "version: \(report.version ?? "")\n"
+            text += "version: \(printable(report.version ?? ""))\n"
             text += "payload: \(d.payloadSize) bytes, sha256 \(hex(report.payloadDigest!))\n"
         }
         text += report.verified ? "verdict: verified\n" : "verdict: refused (\(report.code.name)): \(report.reason ?? "")\n"

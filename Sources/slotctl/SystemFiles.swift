@@ -30,15 +30,46 @@ enum SystemFiles {
 
     static func remove(_ path: String) { unlink(path) }
 
-    /// Creates an image file of `size` bytes, sparse (emptied first when `truncate`).
-    static func createImage(_ path: String, size: UInt64, truncate: Bool = false) throws(CLIError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0o644)
-        guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else {
-            let text = String(cString: strerror(errno))
-            if fd >= 0 { close(fd) }
-            throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(text)")
+    /// Creates (or empties, with `truncate`) the regular file `path` and sizes it to
+    /// `size` bytes, sparse. `notSameAs`: the file must not be that one (sign's payload):
+    /// checked on the opened file, before a byte of it changes, so a symbolic or hard
+    /// link to the payload is refused instead of emptied.
+    static func createImage(_ path: String, size: UInt64, truncate: Bool = false,
+                            notSameAs protected: (FileIdentity, String)? = nil) throws(CLIError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o644)
+        guard fd >= 0 else {
+            throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(String(cString: strerror(errno)))")
         }
-        close(fd)
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw CLIError(.usage, "\(path): not a regular file; an image is created as a file")
+        }
+        if let (identity, name) = protected, FileIdentity(statInfo: info).sameFile(as: identity) {
+            throw CLIError(.usage, "\(path) is \(name) itself (the same file); nothing was written")
+        }
+        guard (!truncate || ftruncate(fd, 0) == 0), ftruncate(fd, off_t(size)) == 0 else {
+            throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The size of `path` in bytes, nil when it cannot be examined.
+    static func fileSize(_ path: String) -> UInt64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_size) : nil
+    }
+
+    enum FileKind { case regular, blockDevice, other }
+
+    /// What `path` is (symbolic links followed), nil when nothing is there.
+    static func fileKind(_ path: String) -> FileKind? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return .regular
+        case S_IFBLK: return .blockDevice
+        default: return .other
+        }
     }
 
     private static func makeDirectories(_ path: String) {
