@@ -171,8 +171,10 @@ public enum TableStore {
             try store.writeBytes(entries, at: first.header.entriesLBA * sectorSize)
             try store.writeBytes(first.sector, at: first.header.myLBA * sectorSize)
         } catch {
-            throw FlowError(.ioError, "writing the slot table: \(error.description); the \(first.name) GPT copy may be partly "
-                + "written and the \(second.name) was not touched, so the next read finds the old state")
+            // Opening for writing (read-only media) fails before any byte is written.
+            let left = error.kind == .open ? "nothing was written"
+                : "the \(first.name) GPT copy may be partly written and the \(second.name) was not touched, so the next read finds the old state"
+            throw FlowError(.ioError, "writing the slot table: \(error.description); \(left)")
         }
         do { try store.flush() } catch {
             throw FlowError(.ioError, "writing the slot table: \(error.description); the \(first.name) GPT copy was written but "

@@ -12,6 +12,11 @@ public final class MemoryStore: BlockStore {
     public private(set) var flushes = 0
     /// When set, reads of this byte range fail like a bad sector.
     public var failingReadRange: Range<UInt64>?
+    /// With `failingReadRange`: how many reads fail before the range reads again (a
+    /// transient error); nil fails every time.
+    public var failingReadsLeft: Int?
+    /// When set, every flush fails (fsync reporting EIO) after the writes landed.
+    public var failingFlush = false
     /// When set, writes touching this byte range fail (a bad sector, a read-only area).
     public var failingWriteRange: Range<UInt64>?
 
@@ -25,6 +30,9 @@ public final class MemoryStore: BlockStore {
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(StorageError) {
         reads += 1
         if let bad = failingReadRange, offset < bad.upperBound, offset + UInt64(buffer.count) > bad.lowerBound {
+            if let left = failingReadsLeft {
+                if left <= 1 { failingReadRange = nil; failingReadsLeft = nil } else { failingReadsLeft = left - 1 }
+            }
             throw StorageError(.read, path: "memory", detail: "injected read error at \(offset)")
         }
         guard offset <= UInt64(bytes.count), UInt64(buffer.count) <= UInt64(bytes.count) - offset else {
@@ -48,7 +56,10 @@ public final class MemoryStore: BlockStore {
         }
     }
 
-    public func flush() throws(StorageError) { flushes += 1 }
+    public func flush() throws(StorageError) {
+        flushes += 1
+        if failingFlush { throw StorageError(.flush, path: "memory", detail: "fsync failed: injected I/O error") }
+    }
 }
 
 /// A disk that loses power after the N-th write (0-based `cutAt`): that write is torn
