@@ -28,6 +28,7 @@ public enum StatusCode: UInt8, Sendable {
     case duplicateSlot = 63
     case usage = 64
     case writeRefused = 65
+    case diskLocked = 66
     case internalError = 70
 
     public var name: StaticString {
@@ -59,6 +60,7 @@ public enum StatusCode: UInt8, Sendable {
         case .duplicateSlot: "duplicate_slot"
         case .usage: "usage"
         case .writeRefused: "write_refused"
+        case .diskLocked: "disk_locked"
         case .internalError: "internal"
         }
     }

@@ -60,23 +60,44 @@ public final class FileCounters: RollbackCounters {
     }
 
     public func raise(location: UInt32, to value: UInt64) throws(CounterError) {
-        guard var values = try load(), Int(location) < values.count else {
-            throw CounterError("\(path): location \(location) not provisioned")
+        try exclusively { () throws(CounterError) in
+            guard var values = try load(), Int(location) < values.count else {
+                throw CounterError("\(path): location \(location) not provisioned")
+            }
+            guard value > values[Int(location)] else { return }
+            values[Int(location)] = value
+            try store(values)
         }
-        guard value > values[Int(location)] else { return }
-        values[Int(location)] = value
-        try store(values)
+    }
+
+    /// How long a raise or a provisioning waits for another one on the same file.
+    static let lockTimeout: Double = 10
+
+    /// Runs a read-modify-write of the file under an exclusive lock of `PATH.lock` (the
+    /// file itself is replaced by rename, so it cannot carry the lock): two processes
+    /// raising or provisioning at once never lose one's write (spec/locking.md).
+    func exclusively<T>(_ body: () throws(CounterError) -> T) throws(CounterError) -> T {
+        let lockPath = path + ".lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
+        guard fd >= 0 else { throw CounterError("\(lockPath): cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        do { try FileLock.acquire(fd, .exclusive, timeout: FileCounters.lockTimeout, path: lockPath) } catch {
+            throw CounterError(error.description)
+        }
+        return try body()
     }
 
     public func provision(locations: Int) throws(CounterError) -> String {
         guard locations >= 1, locations <= RollbackLimits.maxLocations else {
             throw CounterError(.usage, "counters provision: --locations must be 1...\(RollbackLimits.maxLocations)")
         }
-        var values = try load() ?? []
-        let before = values.count
-        guard locations > before else { return "\(path): \(before) locations already provisioned" }
-        values += [UInt64](repeating: 0, count: locations - before)
-        try store(values)
-        return "\(path): provisioned locations \(before)..<\(locations), starting at 0"
+        return try exclusively { () throws(CounterError) in
+            var values = try load() ?? []
+            let before = values.count
+            guard locations > before else { return "\(path): \(before) locations already provisioned" }
+            values += [UInt64](repeating: 0, count: locations - before)
+            try store(values)
+            return "\(path): provisioned locations \(before)..<\(locations), starting at 0"
+        }
     }
 }

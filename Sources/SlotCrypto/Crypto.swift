@@ -210,19 +210,18 @@ public class Key {
         return pkey
     }
 
-    /// How many `-----BEGIN ` lines the bytes hold.
-    static func pemBlockCount(_ pem: [UInt8]) -> Int {
-        let marker = Array("-----BEGIN ".utf8)
-        var count = 0, i = 0
-        while i + marker.count <= pem.count {
-            if pem[i] == marker[0] && Array(pem[i..<i + marker.count]) == marker {
-                count += 1
-                i += marker.count
-            } else {
-                i += 1
-            }
+    /// The labels of the PEM blocks in the bytes (`PUBLIC KEY`, `EC PRIVATE KEY`, …).
+    static func pemLabels(_ pem: [UInt8]) -> [String] {
+        String(decoding: pem, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).compactMap { line in
+            guard line.hasPrefix("-----BEGIN "), line.hasSuffix("-----") else { return nil }
+            return String(line.dropFirst("-----BEGIN ".count).dropLast(5))
         }
-        return count
+    }
+
+    /// How many keys the bytes hold: every PEM block but `EC PARAMETERS`, which
+    /// `openssl ecparam -genkey` writes before the key it belongs to.
+    static func pemBlockCount(_ pem: [UInt8]) -> Int {
+        pemLabels(pem).filter { $0 != "EC PARAMETERS" }.count
     }
 
     /// Sets up a sign or verify context for `algorithm` on this key.
@@ -271,11 +270,15 @@ public final class PublicKey: Key {
 /// A signing key (`openssl genpkey` output), used by `slotctl sign` on the build host.
 public final class PrivateKey: Key {
     public init(pemPath path: String) throws(CryptoError) {
+        // A FIFO or pipe is fine here (`sign --key <(fetch-key)` on a build host); it is
+        // read to its end, bounded, like a file.
         let read: [UInt8]?
-        do { read = try SmallFiles.read(path, limit: 64 * 1024) } catch { throw CryptoError(error.description) }
+        do { read = try SmallFiles.read(path, limit: 64 * 1024, allowStreams: true) } catch { throw CryptoError(error.description) }
         guard let pem = read else { throw CryptoError("\(path): cannot open: no such file") }
-        if Key.pemBlockCount(pem) == 1, String(decoding: pem, as: UTF8.self).contains("-----BEGIN PUBLIC KEY-----") {
-            throw CryptoError("\(path) is a public key; sign needs the private key (openssl genpkey's output)", wrongKeyHalf: true)
+        let labels = Key.pemLabels(pem)
+        if !labels.isEmpty, labels.allSatisfy({ $0.hasSuffix("PUBLIC KEY") || $0 == "CERTIFICATE" }) {
+            throw CryptoError("\(path) holds a \(labels[0].lowercased()), not a private key; sign needs the private key "
+                + "(openssl genpkey's output)", wrongKeyHalf: true)
         }
         let pkey = try Key.parsePEM(pem, path: path) { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
         try super.init(pkey: pkey, path: path)

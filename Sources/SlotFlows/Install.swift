@@ -144,6 +144,9 @@ public enum InstallFlow {
         /// The target's attributes as this install left them (unbootable): activation
         /// happens only if the table still holds exactly these.
         var preparedAttributes: UInt64
+        /// Set once the activation's save has begun: a failure from then on may have
+        /// activated the (verified) slot, and is not another writer's doing.
+        var activating = false
         var warnings: [String]
     }
 
@@ -208,6 +211,7 @@ public enum InstallFlow {
             do { try Policy.setActive(&slots, index, tries: tries) } catch {
                 throw FlowError(.usage, "install: tries must be 1...\(SlotState.maxTries), not \(tries)")
             }
+            target.activating = true
         }
         target.warnings += active.warnings
         return Report(slot: letter, partition: target.table.partitionNumber(target.table.slots[target.index]), descriptor: descriptor,
@@ -220,6 +224,12 @@ public enum InstallFlow {
     /// now a mix. The message ends with what the disk holds.
     static func settle(_ disk: BlockStore, _ target: Target, letter: UInt8, _ error: FlowError) -> FlowError {
         let name = SlotFlows.letterText(letter)
+        if target.activating {
+            // The slot read back verified; only its activation's save failed, which may or
+            // may not have landed (table.md). Either state is safe: nothing to undo.
+            return FlowError(error.code, "\(error.message); slot \(name) read back verified, and its activation may or may "
+                + "not have reached the disk (a bootable slot there holds this verified image)")
+        }
         var activatedByOther = false
         do {
             _ = try SlotFlows.change(disk, letter) { (slots, index, _) throws(FlowError) in

@@ -101,7 +101,12 @@ public enum SlotFlows {
                 message += "; slot \(letterText(item.letter)) could not be read (\(item.reason)), left as it is for the next boot"
             }
             for item in rejected { message += "; slot \(letterText(item.letter)) refused: \(item.reason)" }
-            message += wroteRefusals ? "; the refused slots were marked unbootable" : "; nothing was written"
+            if !rejected.isEmpty {
+                message += wroteRefusals ? "; the refused slots were marked unbootable"
+                    : "; the refused slots could not be marked (they are refused again at the next boot)"
+            } else {
+                message += "; nothing was written"
+            }
             throw FlowError(.ioError, "boot: " + message)
         }
         var message = "no bootable slot"

@@ -160,38 +160,50 @@ public enum TableStore {
         // failed) the backup is written first, or a torn primary would leave nothing, or
         // an older state than the one committed last (spec/table.md).
         let backupFirst = loaded.sourceRole == .primary && !loaded.backup.status.isValid
-        let primaryCopy = (name: "primary", header: headers.primary, sector: primarySector)
-        let backupCopy = (name: "backup", header: headers.backup, sector: backupSector)
-        let (first, second) = backupFirst ? (backupCopy, primaryCopy) : (primaryCopy, backupCopy)
-        // What a failure leaves is said exactly: until the first copy's header is written
-        // whole, that copy fails its CRCs and the other copy's old state is what the next
-        // read finds; once both are written but the flush fails, the disk holds the whole
-        // old or the whole new state, and which is not known.
+        // What a failure leaves is said exactly: until a copy's header is written whole,
+        // that copy fails its CRCs and the other copy's old state is what the next read
+        // finds; once written but not flushed, the disk holds the whole old or the whole
+        // new state, and which is not known.
+        let committed = "so the next read finds either the whole old or the whole new state"
+        var backupFailure: StorageError? = nil
+        if backupFirst {
+            do {
+                try store.writeBytes(entries, at: headers.backup.entriesLBA * sectorSize)
+                try store.writeBytes(backupSector, at: headers.backup.myLBA * sectorSize)
+                try store.flush()
+            } catch {
+                // A backup that cannot be written (bad sectors at the end of a worn card)
+                // must not stop every save: the primary is written as before and the
+                // failure is a warning. (A power cut fails the primary's writes as well.)
+                backupFailure = error
+            }
+        }
+        let backupState = backupFirst
+            ? (backupFailure == nil ? "the backup already holds the new state" : "the backup could not be written either")
+            : "the backup was not touched"
         do {
-            try store.writeBytes(entries, at: first.header.entriesLBA * sectorSize)
-            try store.writeBytes(first.sector, at: first.header.myLBA * sectorSize)
+            try store.writeBytes(entries, at: headers.primary.entriesLBA * sectorSize)
+            try store.writeBytes(primarySector, at: sectorSize)
         } catch {
             // Opening for writing (read-only media) fails before any byte is written.
-            let left = error.kind == .open ? "nothing was written"
-                : "the \(first.name) GPT copy may be partly written and the \(second.name) was not touched, so the next read finds the old state"
+            let left = error.kind == .open && !backupFirst ? "nothing was written"
+                : "the primary GPT copy may be partly written and \(backupState), \(backupFirst && backupFailure == nil ? committed : "so the next read finds the old state")"
             throw FlowError(.ioError, "writing the slot table: \(error.description); \(left)")
         }
         do { try store.flush() } catch {
-            throw FlowError(.ioError, "writing the slot table: \(error.description); the \(first.name) GPT copy was written but "
-                + "not confirmed on disk and the \(second.name) was not touched, so the next read finds either the whole old or "
-                + "the whole new state")
+            throw FlowError(.ioError, "writing the slot table: \(error.description); the primary GPT copy was written but "
+                + "not confirmed on disk and \(backupState), \(committed)")
         }
+        if let backupFailure {
+            return "the new state is written to the primary GPT, but the backup copy could not be written "
+                + "(\(backupFailure.description)); it is tried again at the next write"
+        }
+        guard !backupFirst else { return nil }
         do {
-            try store.writeBytes(entries, at: second.header.entriesLBA * sectorSize)
-            try store.writeBytes(second.sector, at: second.header.myLBA * sectorSize)
+            try store.writeBytes(entries, at: headers.backup.entriesLBA * sectorSize)
+            try store.writeBytes(backupSector, at: headers.backup.myLBA * sectorSize)
             try store.flush()
         } catch {
-            if backupFirst {
-                // Committed only once the primary is: an old primary that is still whole wins.
-                throw FlowError(.ioError, "writing the slot table: \(error.description); the backup GPT copy holds the new "
-                    + "state but the primary may still hold the old one, so the next read finds either the whole old or "
-                    + "the whole new state")
-            }
             return "the new state is written to the primary GPT, but the backup copy was not (\(error.description)); it is repaired at the next write"
         }
         return nil

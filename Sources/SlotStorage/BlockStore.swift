@@ -15,7 +15,7 @@ public protocol BlockStore: AnyObject {
 }
 
 public struct StorageError: Error, Equatable, CustomStringConvertible {
-    public enum Kind: Equatable, Sendable { case open, read, write, flush, shortRead, geometry, readOnly, notADisk, timedOut }
+    public enum Kind: Equatable, Sendable { case open, read, write, flush, shortRead, geometry, readOnly, notADisk, timedOut, locked }
     public var kind: Kind
     public var path: String
     public var detail: String

@@ -97,8 +97,17 @@ public final class FileBlockStore: BlockStore {
     }
 
     deinit {
-        Glibc.close(fd)
+        // The write descriptor first: udev sees the close after a write while the lock on
+        // `fd` still holds, and probes once it is released.
         if writeFD >= 0 { Glibc.close(writeFD) }
+        Glibc.close(fd)
+    }
+
+    /// Locks the disk (or image file) for the life of this store: exclusive for a
+    /// command that may write, shared for one that only reads (spec/locking.md). Called
+    /// by the CLI right after opening, before the first read of the table.
+    public func lock(_ mode: FileLock.Mode, timeout: Double) throws(StorageError) {
+        try FileLock.acquire(fd, mode, timeout: timeout, path: path)
     }
 
     static func typeName(_ type: mode_t) -> String {

@@ -7,8 +7,10 @@ import Glibc
 /// replace (temp file, fsync, rename, fsync of the directory) for every caller.
 public enum SmallFiles {
     /// The whole file, or nil if it does not exist. Refuses files over `limit` bytes, and
-    /// anything but a regular file (opened without blocking, so a FIFO cannot hang it).
-    public static func read(_ path: String, limit: Int) throws(StorageError) -> [UInt8]? {
+    /// anything but a regular file (opened without blocking, so a FIFO cannot hang it),
+    /// unless `allowStreams`: then a FIFO or pipe is read to its end (for `sign --key`
+    /// on a build host; never on the boot path).
+    public static func read(_ path: String, limit: Int, allowStreams: Bool = false) throws(StorageError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             if errno == ENOENT { return nil }
@@ -17,8 +19,11 @@ public enum SmallFiles {
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw StorageError(.open, path: path, detail: "cannot stat: \(errnoText())") }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(info.st_mode & S_IFMT)), not a regular file")
+        let type = info.st_mode & S_IFMT
+        if allowStreams && type == S_IFIFO {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        } else if type != S_IFREG {
+            throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not a regular file")
         }
         do { return try readAll(fd, limit: limit) } catch {
             switch error {

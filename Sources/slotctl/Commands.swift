@@ -64,9 +64,16 @@ struct Commands {
         return disk
     }
 
+    /// Opens the disk and locks it for the rest of the command (spec/locking.md):
+    /// exclusive when the command may write, so that no other slotctl (nor udev's probe)
+    /// sees or makes a change between its load and its save; shared when it only reads.
     private func openDisk(writable: Bool) throws(CLIError) -> FileBlockStore {
         let path = try diskPath()
-        do { return try FileBlockStore(path: path, writable: writable, sectorSize: settings.sectorSize) } catch {
+        do {
+            let store = try FileBlockStore(path: path, writable: writable, sectorSize: settings.sectorSize)
+            try store.lock(writable ? .exclusive : .shared, timeout: settings.lockTimeout)
+            return store
+        } catch {
             throw CLIError(Commands.code(opening: error), error.description)
         }
     }
@@ -77,6 +84,7 @@ struct Commands {
         switch error.kind {
         case .geometry: .tableUnusable
         case .notADisk: .usage
+        case .locked: .diskLocked
         default: .ioError
         }
     }

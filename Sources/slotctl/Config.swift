@@ -30,6 +30,15 @@ struct Settings {
     var sectorSize: Int?
     var verification = Verification.signature
     var json = false
+    /// How long a command waits for the disk's lock (spec/locking.md).
+    var lockTimeout: Double = 10
+}
+
+func parseLockTimeout(_ text: String, source: String) throws(CLIError) -> Double {
+    guard let value = Double(text), value >= 0, value <= 3600 else {
+        throw CLIError(.usage, "\(source): lock timeout must be 0...3600 seconds, not '\(text)'")
+    }
+    return value
 }
 
 func parseVerification(_ text: String, source: String) throws(CLIError) -> Verification {
@@ -80,6 +89,7 @@ enum Config {
             case "cmdline_file": settings.cmdlineFile = value
             case "sector_size": settings.sectorSize = try parseSectorSize(value, source: "\(path):\(number)")
             case "verification": settings.verification = try parseVerification(value, source: "\(path):\(number)")
+            case "lock_timeout": settings.lockTimeout = try parseLockTimeout(value, source: "\(path):\(number)")
             default: throw CLIError(.usage, "\(path):\(number): unknown key '\(key)'")
             }
         }

@@ -13,7 +13,7 @@ struct Invocation {
     var given: Set<String> = []
 
     static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file",
-                               "--sector-size", "--verification"]
+                               "--sector-size", "--verification", "--lock-timeout"]
     static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
                                 "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations", "--salt",
                                 "--stream-timeout"]
@@ -46,6 +46,7 @@ struct Invocation {
                 case "--booted-file": line.overrides.bootedFile = v
                 case "--cmdline-file": line.overrides.cmdlineFile = v
                 case "--verification": line.overrides.verification = try parseVerification(v, source: "--verification")
+                case "--lock-timeout": line.overrides.lockTimeout = try parseLockTimeout(v, source: "--lock-timeout")
                 default: line.overrides.sectorSize = try parseSectorSize(v, source: "--sector-size")
                 }
             } else if name == "--json" {
@@ -84,6 +85,7 @@ struct Invocation {
         if given.contains("--cmdline-file") { settings.cmdlineFile = overrides.cmdlineFile }
         if given.contains("--sector-size") { settings.sectorSize = overrides.sectorSize }
         if given.contains("--verification") { settings.verification = overrides.verification }
+        if given.contains("--lock-timeout") { settings.lockTimeout = overrides.lockTimeout }
         if given.contains("--json") { settings.json = true }
         return settings
     }

@@ -16,12 +16,13 @@ usage: slotctl [--disk PATH] [--keys DIR] [--counters SPEC] [--config FILE] [--j
   set-active SLOT [--tries N]    priority 15, N tries (default 6)
   format [--size BYTES] [--slots N] [--slot-size BYTES] [--name PREFIX] [--force]
   verify [SLOT | --image FILE]   check signature, key and payload digest
-  install IMAGE|- [--slot SLOT] [--tries N] verify, write to the inactive slot, read back, activate
+  install IMAGE|- [--slot SLOT] [--tries N] [--stream-timeout SECONDS]
+                                 verify, write to the inactive slot, read back, activate
   counters [provision [--locations N]]     show (and provision) rollback counters
   sign --key PEM --rollback-index N [--rollback-location L] [--version S]
        [--partition-size BYTES] [--verity [--salt HEX]] [--stream] PAYLOAD -o IMAGE
 other global options: --booted-file PATH, --cmdline-file PATH, --sector-size 512|4096,
-  --verification signature|none (default signature)
+  --verification signature|none (default signature), --lock-timeout SECONDS (default 10)
 exit codes: spec/status-codes.md
 """
 

@@ -134,7 +134,7 @@ slotctl_select_root() {
 		slotctl_act "$SLOTCTL_ON_NO_SLOT" "no bootable slot (status $rc)"
 		return 0 ;;
 	60|61|62|63)
-		slotctl_act "$SLOTCTL_ON_TABLE_UNUSABLE" "slot table unusable (status $rc)"
+		slotctl_act "$SLOTCTL_ON_TABLE_UNUSABLE" "slot table unusable or unreadable (status $rc)"
 		return 0 ;;
 	*)
 		slotctl_act "$SLOTCTL_ON_ERROR" "slotctl boot failed (status $rc)"
