@@ -6,7 +6,8 @@
 # unpacked into .build/dracut/root when the host has no dracut: dracut and
 # initramfs-tools cannot be installed side by side, and the test runs both.
 set -euo pipefail
-packages=(pkg-config libssl-dev openssl uuid-dev gdisk cgpt util-linux swtpm swtpm-tools tpm2-tools cryptsetup-bin)
+packages=(pkg-config libssl-dev openssl uuid-dev libblkid-dev gdisk cgpt util-linux fdisk e2fsprogs swtpm swtpm-tools
+  tpm2-tools cryptsetup-bin)
 norecommends=""
 if [ "${1:-}" = qemu ]; then
   # systemd, systemd-sysv, udev, dmsetup and kmod are what dracut builds its initramfs from.

@@ -13,13 +13,19 @@ public enum FormatFlow {
         public var force: Bool
         /// Where partitions start: multiples of this many bytes (1 MiB, as sgdisk does).
         public var alignment: UInt64
+        /// What a probe of the disk found on it (`DiskSignatures.probe`: partition tables,
+        /// file systems, RAID, swap, LUKS), named for the message; any one refuses the
+        /// format without `force`.
+        public var existing: [String]
 
-        public init(slotCount: Int, slotBytes: UInt64, prefix: String, force: Bool, alignment: UInt64 = 1 << 20) {
+        public init(slotCount: Int, slotBytes: UInt64, prefix: String, force: Bool, alignment: UInt64 = 1 << 20,
+                    existing: [String] = []) {
             self.slotCount = slotCount
             self.slotBytes = slotBytes
             self.prefix = prefix
             self.force = force
             self.alignment = alignment
+            self.existing = existing
         }
     }
 
@@ -41,6 +47,11 @@ public enum FormatFlow {
             do { _ = try TableStore.load(store) } catch { existing = error.code != .tableUnusable && error.code != .ioError }
             if existing {
                 throw FlowError(.writeRefused, "format: the disk already holds a GPT; add --force to replace it")
+            }
+            // Not ours, whatever it is: a DOS label, a file system, a LUKS header.
+            guard options.existing.isEmpty else {
+                throw FlowError(.writeRefused, "format: the disk holds " + options.existing.joined(separator: ", ")
+                    + "; add --force to overwrite it; nothing was written")
             }
         }
         let sectorSize = UInt64(store.sectorSize)

@@ -390,8 +390,15 @@ struct Commands {
         }
         let slotBytes = try parseSize(line.flags["--slot-size"] ?? "16M", flag: "--slot-size")
         let store = try openDisk(writable: true)
+        let force = line.switches.contains("--force")
+        var existing: [String] = []
+        if !force {
+            do { existing = try DiskSignatures.probe(path: path).map(\.description) } catch {
+                throw CLIError(.ioError, "format: \(error.description); nothing was written")
+            }
+        }
         let options = FormatFlow.Options(slotCount: slotCount, slotBytes: slotBytes, prefix: line.flags["--name"] ?? "root",
-                                         force: line.switches.contains("--force"))
+                                         force: force, existing: existing)
         let table = try flow { () throws(FlowError) in try FormatFlow.format(store, options, newGUID: GUID.random) }
         var json = Render.tableJSON(table, store: store)
         var slots: [JSONObject] = []
