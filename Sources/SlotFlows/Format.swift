@@ -91,13 +91,7 @@ public enum FormatFlow {
 
         var mbr = [UInt8](repeating: 0, count: store.sectorSize)
         var mbrSpan = mbr.mutableSpan
-        // One partition record of type 0xEE covering the disk (UEFI 5.2.3).
-        mbrSpan[446 + 1] = 0x00; mbrSpan[446 + 2] = 0x02; mbrSpan[446 + 3] = 0x00
-        mbrSpan[446 + 4] = 0xEE
-        mbrSpan[446 + 5] = 0xFF; mbrSpan[446 + 6] = 0xFF; mbrSpan[446 + 7] = 0xFF
-        mbrSpan.storeLE32(1, at: 446 + 8)
-        mbrSpan.storeLE32(UInt32(min(geometry.sectorCount - 1, 0xFFFF_FFFF)), at: 446 + 12)
-        mbrSpan[510] = 0x55; mbrSpan[511] = 0xAA
+        ProtectiveMBR.build(into: &mbrSpan, sectorCount: geometry.sectorCount)
         do {
             try store.writeBytes(mbr, at: 0)
             try store.flush()

@@ -21,6 +21,8 @@ public struct LoadedTable {
     public let backup: CopyReport
     /// The slots as stored on disk, before normalization.
     public let slots: SlotTable
+    /// What sector 0 holds; a save adds a protective MBR only when it is `missing`.
+    public var mbr: MBRKind = .unreadable
 
     /// A copy is bad or out of date: the next save rewrites it from the winner.
     public var needsRepair: Bool { !primary.status.isValid || !backup.status.isValid }
@@ -85,8 +87,10 @@ public enum TableStore {
                 + "backup GPT (LBA \(backupLBA)): \(backup.report.reason ?? "?")")
         }
         let slots = try buildSlots(entries, header)
-        return LoadedTable(geometry: geometry, header: header, sourceRole: role, entries: entries,
-                           primary: primary.report, backup: backup.report, slots: slots)
+        var loaded = LoadedTable(geometry: geometry, header: header, sourceRole: role, entries: entries,
+                                 primary: primary.report, backup: backup.report, slots: slots)
+        if let sector = try? store.readBytes(count: geometry.sectorSize, at: 0) { loaded.mbr = ProtectiveMBR.classify(sector.span) }
+        return loaded
     }
 
     private static func buildSlots(_ entries: [UInt8], _ header: GPTHeader) throws(FlowError) -> SlotTable {
@@ -198,13 +202,36 @@ public enum TableStore {
             return "the new state is written to the primary GPT, but the backup copy could not be written "
                 + "(\(backupFailure.description)); it is tried again at the next write"
         }
-        guard !backupFirst else { return nil }
+        if !backupFirst {
+            do {
+                try store.writeBytes(entries, at: headers.backup.entriesLBA * sectorSize)
+                try store.writeBytes(backupSector, at: headers.backup.myLBA * sectorSize)
+                try store.flush()
+            } catch {
+                return "the new state is written to the primary GPT, but the backup copy was not (\(error.description)); it is repaired at the next write"
+            }
+        }
+        return addProtectiveMBR(store, loaded)
+    }
+
+    /// After the table is committed: a disk whose sector 0 is all zeros (made by
+    /// `cgpt create` alone) gets a protective MBR, so MBR-only tools keep off it and
+    /// `sgdisk -v` stops warning. A sector 0 that holds anything (a protective, hybrid
+    /// or foreign MBR, boot code) is never written. Sector 0 plays no part in reading the
+    /// table, so a cut here costs nothing; a failure is a warning.
+    static func addProtectiveMBR(_ store: BlockStore, _ loaded: LoadedTable) -> String? {
+        guard loaded.mbr == .missing else { return nil }
+        var sector = [UInt8](repeating: 0, count: loaded.geometry.sectorSize)
+        var span = sector.mutableSpan
+        ProtectiveMBR.build(into: &span, sectorCount: loaded.geometry.sectorCount)
         do {
-            try store.writeBytes(entries, at: headers.backup.entriesLBA * sectorSize)
-            try store.writeBytes(backupSector, at: headers.backup.myLBA * sectorSize)
+            // Read again under the lock just before writing: only zeros are replaced.
+            let now = try store.readBytes(count: loaded.geometry.sectorSize, at: 0)
+            guard ProtectiveMBR.classify(now.span) == .missing else { return nil }
+            try store.writeBytes(sector, at: 0)
             try store.flush()
         } catch {
-            return "the new state is written to the primary GPT, but the backup copy was not (\(error.description)); it is repaired at the next write"
+            return "the protective MBR could not be added to sector 0 (\(error.description)); it is tried again at the next write"
         }
         return nil
     }

@@ -36,7 +36,18 @@ enum Render {
         o.set("primary", copyJSON(table.primary))
         o.set("backup", copyJSON(table.backup))
         o.set("repair_needed", table.needsRepair)
+        o.set("mbr", table.mbr.name.description)
         return o
+    }
+
+    static func mbrText(_ kind: MBRKind) -> String {
+        switch kind {
+        case .protective: "sector 0: protective MBR\n"
+        case .hybrid: "sector 0: hybrid MBR (MBR partitions beside the GPT; kept as it is)\n"
+        case .missing: "sector 0: empty, no protective MBR (one is added at the next table write)\n"
+        case .foreign: "sector 0: not a protective MBR (foreign MBR or boot code; never written by slotctl)\n"
+        case .unreadable: "sector 0: unreadable\n"
+        }
     }
 
     static func tableText(_ table: LoadedTable, store: FileBlockStore) -> String {
@@ -48,6 +59,7 @@ enum Render {
         text += line("primary", table.primary) + line("backup", table.backup)
         text += "table read from the \(table.sourceRole == .primary ? "primary" : "backup") copy"
         text += table.needsRepair ? "; the other copy is repaired at the next write\n" : "\n"
+        text += mbrText(table.mbr)
         return text
     }
 
