@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu build release static test test-unit test-packaging test-qemu test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu build release static test test-unit test-packaging test-qemu test-faults test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -28,8 +28,8 @@ static: deps
 	$(SWIFT) build -c release --static-swift-stdlib -Xswiftc -static-executable --build-path .build/static
 
 # Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
-# static checks of packaging/ and the QEMU boot test.
-test: test-unit test-packaging test-qemu
+# static checks of packaging/, the QEMU boot test and the device-mapper fault test.
+test: test-unit test-packaging test-qemu test-faults
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
@@ -48,6 +48,12 @@ QEMU_INITRAMFS = initramfs-tools dracut dracut-shell
 test-qemu: deps deps-qemu static
 	@failed=""; for i in $(QEMU_INITRAMFS); do bash Tests/qemu/boot-test.sh $$i || failed="$$failed $$i"; done; \
 	  if [ -n "$$failed" ]; then echo "test-qemu failed:$$failed"; exit 1; fi
+
+# Real device-mapper fault targets (error, flakey, delay) under slotctl, inside Debian's
+# kernel under QEMU (the host kernel may have no device-mapper): Tests/qemu/fault-test.sh,
+# about 30 s. A table that cannot be created fails the test.
+test-faults: deps deps-qemu static
+	bash Tests/qemu/fault-test.sh
 
 demo: build
 	@bash scripts/demo.sh

@@ -188,6 +188,10 @@ public final class FileBlockStore: BlockStore {
         // Nothing written, nothing to make durable (and a read-only medium stays usable).
         guard writeFD >= 0 else { return }
         guard fsync(writeFD) == 0 else { throw StorageError(.flush, path: path, detail: "fsync failed: \(errnoText())") }
+        // Durable now: drop the cached pages, so that what is read next (install's
+        // read-back, a verification) comes from the medium, not from the cache that was
+        // just written.
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
     }
 }
 
