@@ -104,7 +104,11 @@ public enum FormatFlow {
         let empty = CopyReport(status: .unreadable, headerLBA: 0, reason: "being formatted")
         let fresh = LoadedTable(geometry: geometry, header: header, sourceRole: .primary, entries: entries,
                                 primary: empty, backup: empty, slots: SlotTable())
-        try TableStore.save(store, fresh, slots: SlotTable())
+        // A fresh table has nothing to fall back to: a copy that could not be written is an
+        // error here, not the warning it is for a save over a working table.
+        if let warning = try TableStore.save(store, fresh, slots: SlotTable()) {
+            throw FlowError(.ioError, "format: \(warning)")
+        }
         return try TableStore.load(store)
     }
 }

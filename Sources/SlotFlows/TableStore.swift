@@ -182,21 +182,30 @@ public enum TableStore {
                 backupFailure = error
             }
         }
-        let backupState = backupFirst
-            ? (backupFailure == nil ? "the backup already holds the new state" : "the backup could not be written either")
-            : "the backup was not touched"
+        // With a backup that failed, only the primary can hold a good state: a torn primary
+        // then leaves the stale backup's older state, or no valid table at all.
+        let afterFailedBackup = "the backup copy could not be written (\(backupFailure?.description ?? "")), so the next read "
+            + "finds the old state, the older state of the stale backup, or no valid table if the primary is torn"
+        let backupState = backupFirst ? "the backup already holds the new state" : "the backup was not touched"
         do {
             try store.writeBytes(entries, at: headers.primary.entriesLBA * sectorSize)
             try store.writeBytes(primarySector, at: sectorSize)
         } catch {
             // Opening for writing (read-only media) fails before any byte is written.
-            let left = error.kind == .open && !backupFirst ? "nothing was written"
-                : "the primary GPT copy may be partly written and \(backupState), \(backupFirst && backupFailure == nil ? committed : "so the next read finds the old state")"
+            let left: String
+            if error.kind == .open && (backupFailure?.kind == .open || !backupFirst) {
+                left = "nothing was written"
+            } else if backupFailure != nil {
+                left = "the primary GPT copy may be partly written and " + afterFailedBackup
+            } else {
+                left = "the primary GPT copy may be partly written and \(backupState), "
+                    + (backupFirst ? committed : "so the next read finds the old state")
+            }
             throw FlowError(.ioError, "writing the slot table: \(error.description); \(left)")
         }
         do { try store.flush() } catch {
             throw FlowError(.ioError, "writing the slot table: \(error.description); the primary GPT copy was written but "
-                + "not confirmed on disk and \(backupState), \(committed)")
+                + "not confirmed on disk and " + (backupFailure != nil ? afterFailedBackup : "\(backupState), \(committed)"))
         }
         if let backupFailure {
             return "the new state is written to the primary GPT, but the backup copy could not be written "

@@ -49,13 +49,22 @@ public final class FileBlockStore: BlockStore {
 
     /// Opens `path` for reading; with `writable` the first write reopens it read-write
     /// (the same file, checked by identity). Used by the CLI for `--disk` and images.
-    public init(path: String, writable: Bool, sectorSize requested: Int? = nil) throws(StorageError) {
+    /// With `lock`, the file is flocked right after it is opened, before any byte of it
+    /// (or its size) is read (spec/locking.md).
+    public init(path: String, writable: Bool, sectorSize requested: Int? = nil,
+                lock: (mode: FileLock.Mode, timeout: Double)? = nil) throws(StorageError) {
         self.path = path
         self.mayWrite = writable
         // O_NONBLOCK only for the open: a FIFO must not block it; the type check follows.
         let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())") }
         fd = descriptor
+        if let lock {
+            do { try FileLock.acquire(fd, lock.mode, timeout: lock.timeout, path: path) } catch {
+                Glibc.close(fd)
+                throw error
+            }
+        }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             let text = errnoText()
@@ -103,12 +112,6 @@ public final class FileBlockStore: BlockStore {
         Glibc.close(fd)
     }
 
-    /// Locks the disk (or image file) for the life of this store: exclusive for a
-    /// command that may write, shared for one that only reads (spec/locking.md). Called
-    /// by the CLI right after opening, before the first read of the table.
-    public func lock(_ mode: FileLock.Mode, timeout: Double) throws(StorageError) {
-        try FileLock.acquire(fd, mode, timeout: timeout, path: path)
-    }
 
     static func typeName(_ type: mode_t) -> String {
         switch type {
@@ -187,11 +190,11 @@ public final class FileBlockStore: BlockStore {
     public func flush() throws(StorageError) {
         // Nothing written, nothing to make durable (and a read-only medium stays usable).
         guard writeFD >= 0 else { return }
+        // Then the cached pages are dropped, so that what is read next (install's
+        // read-back, a verification, the next command) comes from the medium, not from a
+        // cache that was just written, nor from pages a failed fsync left behind.
+        defer { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
         guard fsync(writeFD) == 0 else { throw StorageError(.flush, path: path, detail: "fsync failed: \(errnoText())") }
-        // Durable now: drop the cached pages, so that what is read next (install's
-        // read-back, a verification) comes from the medium, not from the cache that was
-        // just written.
-        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
     }
 }
 

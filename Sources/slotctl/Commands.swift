@@ -70,9 +70,8 @@ struct Commands {
     private func openDisk(writable: Bool) throws(CLIError) -> FileBlockStore {
         let path = try diskPath()
         do {
-            let store = try FileBlockStore(path: path, writable: writable, sectorSize: settings.sectorSize)
-            try store.lock(writable ? .exclusive : .shared, timeout: settings.lockTimeout)
-            return store
+            return try FileBlockStore(path: path, writable: writable, sectorSize: settings.sectorSize,
+                                      lock: (writable ? .exclusive : .shared, settings.lockTimeout))
         } catch {
             throw CLIError(Commands.code(opening: error), error.description)
         }
