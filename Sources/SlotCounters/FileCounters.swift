@@ -24,8 +24,7 @@ public final class FileCounters: RollbackCounters {
         let contents: [UInt8]?
         do { contents = try SmallFiles.read(path, limit: 4095) } catch { throw CounterError(error.description) }
         guard let contents else { return nil }
-        // LF or CRLF line ends ("\r\n" is one Character in Swift).
-        let lines = String(decoding: contents, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        let lines = SmallFiles.lines(String(decoding: contents, as: UTF8.self))
         guard lines.first == "slotctl-counters 1" else { throw CounterError("\(path): not a slotctl counter file") }
         var values: [UInt64] = []
         for (n, line) in lines.dropFirst().enumerated() {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SlotCore
+import SlotStorage
 
 /// Carries one TPM command and brings back its response.
 public protocol TPMTransport: AnyObject {
@@ -36,7 +37,7 @@ public final class TPMDeviceTransport: TPMTransport {
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFCHR else {
             throw CounterError("TPM \(path): not a character device (a TPM is /dev/tpmrm0 or /dev/tpm0)")
         }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        SmallFiles.blockingFromNowOn(fd)
         let put = command.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard put == command.count else { throw CounterError("TPM \(path): write failed: \(errnoText())") }
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

@@ -212,7 +212,7 @@ public class Key {
 
     /// The labels of the PEM blocks in the bytes (`PUBLIC KEY`, `EC PRIVATE KEY`, …).
     static func pemLabels(_ pem: [UInt8]) -> [String] {
-        String(decoding: pem, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).compactMap { line in
+        SmallFiles.lines(String(decoding: pem, as: UTF8.self)).compactMap { line in
             guard line.hasPrefix("-----BEGIN "), line.hasSuffix("-----") else { return nil }
             return String(line.dropFirst("-----BEGIN ".count).dropLast(5))
         }

@@ -10,9 +10,7 @@ public struct FileIdentity: Equatable, Sendable {
     public var inode: UInt64
     public var special: UInt64
 
-    public init(statInfo info: stat) { self.init(info) }
-
-    init(_ info: stat) {
+    public init(_ info: stat) {
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
         special = (info.st_mode & S_IFMT) == S_IFBLK || (info.st_mode & S_IFMT) == S_IFCHR ? UInt64(info.st_rdev) : 0
@@ -21,12 +19,6 @@ public struct FileIdentity: Equatable, Sendable {
     /// Same file, or the same device reached through two device nodes.
     public func sameFile(as other: FileIdentity) -> Bool {
         (device == other.device && inode == other.inode) || (special != 0 && special == other.special)
-    }
-
-    /// The identity of what `path` names now (symbolic links followed), nil if nothing.
-    public static func of(path: String) -> FileIdentity? {
-        var info = stat()
-        return stat(path, &info) == 0 ? FileIdentity(info) : nil
     }
 }
 
@@ -76,7 +68,7 @@ public final class FileBlockStore: BlockStore {
             Glibc.close(fd)
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not an image file or a block device")
         }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        SmallFiles.blockingFromNowOn(fd)
         identity = FileIdentity(info)
         isBlockDevice = type == S_IFBLK
         if isBlockDevice {
@@ -138,7 +130,7 @@ public final class FileBlockStore: BlockStore {
             Glibc.close(descriptor)
             throw StorageError(.open, path: path, detail: "changed while slotctl was reading it; nothing was written")
         }
-        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        SmallFiles.blockingFromNowOn(descriptor)
         writeFD = descriptor
         return descriptor
     }

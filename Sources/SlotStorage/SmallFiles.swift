@@ -21,7 +21,7 @@ public enum SmallFiles {
         guard fstat(fd, &info) == 0 else { throw StorageError(.open, path: path, detail: "cannot stat: \(errnoText())") }
         let type = info.st_mode & S_IFMT
         if allowStreams && type == S_IFIFO {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+            blockingFromNowOn(fd)
         } else if type != S_IFREG {
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not a regular file")
         }
@@ -89,6 +89,20 @@ public enum SmallFiles {
         }
         let dirfd = open(parentDirectory(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+    }
+
+    /// Clears O_NONBLOCK on a descriptor opened with it only so that the open itself
+    /// could not block on a FIFO: from here on reads and writes block as usual.
+    public static func blockingFromNowOn(_ fd: Int32) {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+    }
+
+    /// The lines of a small text file, each without its LF or CRLF end (Swift takes
+    /// "\r\n" as one Character, so splitting on "\n" alone would see a CRLF file as one
+    /// line). Empty lines are dropped. (The config parser keeps its own copy, with empty
+    /// lines for numbering: `make fuzz` compiles it beside SlotCore alone.)
+    public static func lines(_ text: String) -> [Substring] {
+        text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" })
     }
 
     public static func parentDirectory(_ path: String) -> String {

@@ -495,9 +495,6 @@ struct Commands {
         // (descriptor first, for `install -`), and removed.
         let streamed = line.switches.contains("--stream")
         let imagePath = streamed ? output + ".image.tmp" : output
-        if streamed, let existing = FileIdentity.of(path: output), existing.sameFile(as: payload.identity) {
-            throw CLIError(.usage, "sign: \(output) is the payload \(payloadPath) itself (the same file); nothing was written")
-        }
         try SystemFiles.createImage(imagePath, size: layout.partitionSize, truncate: true, notSameAs: payloadFile)
         let target: FileBlockStore
         do { target = try FileBlockStore(path: imagePath, writable: true, sectorSize: 512) } catch {

@@ -45,7 +45,7 @@ enum SystemFiles {
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
             throw CLIError(.usage, "\(path): not a regular file; an image is created as a file")
         }
-        if let (identity, name) = protected, FileIdentity(statInfo: info).sameFile(as: identity) {
+        if let (identity, name) = protected, FileIdentity(info).sameFile(as: identity) {
             throw CLIError(.usage, "\(path) is \(name) itself (the same file); nothing was written")
         }
         guard (!truncate || ftruncate(fd, 0) == 0), ftruncate(fd, off_t(size)) == 0 else {
