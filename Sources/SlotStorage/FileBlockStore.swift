@@ -38,6 +38,8 @@ public final class FileBlockStore: BlockStore {
     /// The read-write descriptor, opened at the first write: a command that turns out to
     /// write nothing (boot of a confirmed slot, a no-op mark) works on read-only media.
     private var writeFD: Int32 = -1
+    /// Bytes written since the last flush: a flush's deadline grows with them (IOWatchdog).
+    private var unflushed: UInt64 = 0
 
     /// Opens `path` for reading; with `writable` the first write reopens it read-write
     /// (the same file, checked by identity). Used by the CLI for `--disk` and images.
@@ -153,6 +155,8 @@ public final class FileBlockStore: BlockStore {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(StorageError) {
         var done = 0
+        IOWatchdog.begin(.read, path: path, offset: offset, bytes: UInt64(buffer.count))
+        defer { IOWatchdog.end() }
         while done < buffer.count {
             let got = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
             if got < 0 {
@@ -169,6 +173,9 @@ public final class FileBlockStore: BlockStore {
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StorageError) {
         let fd = try writer()
         var done = 0
+        IOWatchdog.begin(.write, path: path, offset: offset, bytes: UInt64(bytes.count))
+        defer { IOWatchdog.end() }
+        unflushed += UInt64(bytes.count)
         while done < bytes.count {
             let put = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
             if put < 0 {
@@ -182,6 +189,9 @@ public final class FileBlockStore: BlockStore {
     public func flush() throws(StorageError) {
         // Nothing written, nothing to make durable (and a read-only medium stays usable).
         guard writeFD >= 0 else { return }
+        IOWatchdog.begin(.flush, path: path, offset: 0, bytes: unflushed)
+        defer { IOWatchdog.end() }
+        unflushed = 0
         // Then the cached pages are dropped, so that what is read next (install's
         // read-back, a verification, the next command) comes from the medium, not from a
         // cache that was just written, nor from pages a failed fsync left behind.

@@ -32,11 +32,21 @@ struct Settings {
     var json = false
     /// How long a command waits for the disk's lock (spec/locking.md).
     var lockTimeout: Double = 10
+    /// How long one disk operation may take before slotctl gives up on the disk
+    /// (spec/locking.md); 0 turns the bound off.
+    var ioTimeout: Double = 30
 }
 
 func parseLockTimeout(_ text: String, source: String) throws(CLIError) -> Double {
     guard let value = Double(text), value >= 0, value <= 3600 else {
         throw CLIError(.usage, "\(source): lock timeout must be 0...3600 seconds, not '\(text)'")
+    }
+    return value
+}
+
+func parseIOTimeout(_ text: String, source: String) throws(CLIError) -> Double {
+    guard let value = Double(text), value >= 0, value <= 3600 else {
+        throw CLIError(.usage, "\(source): I/O timeout must be 0...3600 seconds (0: unbounded), not '\(text)'")
     }
     return value
 }
@@ -90,6 +100,7 @@ enum Config {
             case "sector_size": settings.sectorSize = try parseSectorSize(value, source: "\(path):\(number)")
             case "verification": settings.verification = try parseVerification(value, source: "\(path):\(number)")
             case "lock_timeout": settings.lockTimeout = try parseLockTimeout(value, source: "\(path):\(number)")
+            case "io_timeout": settings.ioTimeout = try parseIOTimeout(value, source: "\(path):\(number)")
             default: throw CLIError(.usage, "\(path):\(number): unknown key '\(key)'")
             }
         }

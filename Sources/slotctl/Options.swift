@@ -13,7 +13,7 @@ struct Invocation {
     var given: Set<String> = []
 
     static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file",
-                               "--sector-size", "--verification", "--lock-timeout"]
+                               "--sector-size", "--verification", "--lock-timeout", "--io-timeout"]
     static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
                                 "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations", "--salt",
                                 "--stream-timeout"]
@@ -47,6 +47,7 @@ struct Invocation {
                 case "--cmdline-file": line.overrides.cmdlineFile = v
                 case "--verification": line.overrides.verification = try parseVerification(v, source: "--verification")
                 case "--lock-timeout": line.overrides.lockTimeout = try parseLockTimeout(v, source: "--lock-timeout")
+                case "--io-timeout": line.overrides.ioTimeout = try parseIOTimeout(v, source: "--io-timeout")
                 default: line.overrides.sectorSize = try parseSectorSize(v, source: "--sector-size")
                 }
             } else if name == "--json" {
@@ -86,6 +87,7 @@ struct Invocation {
         if given.contains("--sector-size") { settings.sectorSize = overrides.sectorSize }
         if given.contains("--verification") { settings.verification = overrides.verification }
         if given.contains("--lock-timeout") { settings.lockTimeout = overrides.lockTimeout }
+        if given.contains("--io-timeout") { settings.ioTimeout = overrides.ioTimeout }
         if given.contains("--json") { settings.json = true }
         return settings
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SlotCore
+import SlotStorage
 
 /// slotctl's entry point: parse, run one command, print, exit with its status code.
 /// Errors are one line on stderr; with --json the same code and message also go to
@@ -22,7 +23,8 @@ usage: slotctl [--disk PATH] [--keys DIR] [--counters SPEC] [--config FILE] [--j
   sign --key PEM --rollback-index N [--rollback-location L] [--version S]
        [--partition-size BYTES] [--verity [--salt HEX]] [--stream] PAYLOAD -o IMAGE
 other global options: --booted-file PATH, --cmdline-file PATH, --sector-size 512|4096,
-  --verification signature|none (default signature), --lock-timeout SECONDS (default 10)
+  --verification signature|none (default signature), --lock-timeout SECONDS (default 10),
+  --io-timeout SECONDS (one disk operation; default 30, 0: unbounded)
 exit codes: spec/status-codes.md
 """
 
@@ -47,6 +49,11 @@ do throws(CLIError) {
     if line.command == nil { emit(usage + "\n", to: 2) }
     let settings = try line.settings()
     json = settings.json
+    switch IOWatchdog.supervise(timeout: settings.ioTimeout, warning: { emit("slotctl: warning: \($0)\n", to: 2) }) {
+    case .worker: break
+    case .finished(let status): exit(status)
+    case .stalled(let reason): throw CLIError(.ioError, reason)
+    }
     var commands = Commands(line: line, settings: settings)
     let outcome: Commands.Outcome
     do throws(CLIError) { outcome = try commands.run() } catch {

@@ -50,18 +50,22 @@ import Testing
                            "--cmdline-file", "/dev/null"] + args)
     }
 
+    /// A fresh 40 MiB image with four 8 MiB slots in `dir`, or a loop device over it (the
+    /// caller detaches it).
+    func fourSlotDisk(_ dir: URL, onLoopDevice: Bool) throws -> String {
+        let image = dir.appendingPathComponent("disk.img").path
+        #expect(try Tools.slotctl(["--disk", image, "format", "--size", "40M", "--slots", "4", "--slot-size", "8M"]).status == 0)
+        guard onLoopDevice else { return image }
+        return try Tools.must("losetup", ["-f", "--show", image]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// The report's case (`set-active b --tries 5` beside `mark-failed a`, 40 times), and
     /// four writers beside two readers, on an image file and on a loop device.
     @Test(arguments: [false, true])
     func everyChangeLands(onLoopDevice: Bool) throws {
         let dir = try Tools.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let image = dir.appendingPathComponent("disk.img").path
-        #expect(try Tools.slotctl(["--disk", image, "format", "--size", "40M", "--slots", "4", "--slot-size", "8M"]).status == 0)
-        var disk = image
-        if onLoopDevice {
-            disk = try Tools.must("losetup", ["-f", "--show", image]).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        let disk = try fourSlotDisk(dir, onLoopDevice: onLoopDevice)
         defer { if onLoopDevice { _ = try? Tools.run("losetup", ["-d", disk]) } }
         let none = ["--verification", "none"]
         for round in 0..<40 {
@@ -83,13 +87,72 @@ import Testing
         }
     }
 
-    /// An install into one slot beside marks of the others: the install lands whole and
-    /// verified, and so does every mark.
-    @Test func anInstallBesideOtherWriters() throws {
+    /// `boot` (it spends a try and writes the booted record) beside marks of other slots,
+    /// and readers: the try is spent exactly once each round and every mark lands.
+    @Test(arguments: [false, true])
+    func bootBesideOtherWriters(onLoopDevice: Bool) throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = try fourSlotDisk(dir, onLoopDevice: onLoopDevice)
+        defer { if onLoopDevice { _ = try? Tools.run("losetup", ["-d", disk]) } }
+        let none = ["--verification", "none"]
+        for round in 0..<10 {
+            for slot in ["d", "c", "b", "a"] { #expect(try slotctl(disk, ["set-active", slot, "--tries", "3"]).status == 0) }
+            let result = try together(disk, [none + ["boot"], none + ["mark-successful", "b"], none + ["mark-failed", "c"],
+                                             none + ["set-active", "d", "--tries", "3"]], readers: 2, dir: dir)
+            // set-active d may land before or after the boot: the boot takes whichever
+            // slot leads then, and spends one of its tries.
+            #expect(result.codes == [0, 0, 40, 0], "round \(round): \(result.errors)")
+            #expect(result.readersOK, "round \(round)")
+            let booted = (try? String(contentsOfFile: dir.appendingPathComponent("booted").path, encoding: .utf8)) ?? ""
+            let a = try Tools.cgptState(disk, 1), b = try Tools.cgptState(disk, 2), c = try Tools.cgptState(disk, 3)
+            let d = try Tools.cgptState(disk, 4)
+            let spent = booted.hasPrefix("a") ? a[1] == 2 && d == [15, 3, 0] : booted.hasPrefix("d") && d == [15, 2, 0] && a[1] == 3
+            #expect(spent, "round \(round): booted \(booted), a \(a) d \(d)")
+            #expect(b[2] == 1 && b[0] > 0 && c == [0, 0, 0], "round \(round): b \(b) c \(c)")
+            try Tools.expectSgdiskClean(disk)
+        }
+    }
+
+    /// A signal that ends the slotctl its caller started ends the process doing the work
+    /// too (the I/O watchdog's worker, spec/locking.md): a set-active waiting for a lock
+    /// and then terminated never writes once the lock is free.
+    @Test func aSignalEndsTheWorkerToo() throws {
         let dir = try Tools.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
         let disk = dir.appendingPathComponent("disk.img").path
-        #expect(try Tools.slotctl(["--disk", disk, "format", "--size", "40M", "--slots", "4", "--slot-size", "8M"]).status == 0)
+        #expect(try Tools.slotctl(["--disk", disk, "format", "--size", "12M", "--slot-size", "4M"]).status == 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: disk))
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = ["-x", disk, "sleep", "3"]
+        try holder.run()
+        usleep(300_000)
+        let waiter = Process()
+        waiter.executableURL = URL(fileURLWithPath: Tools.slotctl)
+        waiter.arguments = ["--disk", disk, "--config", "/dev/null", "--verification", "none", "--lock-timeout", "20",
+                            "--booted-file", "/nonexistent/slotctl-booted", "--cmdline-file", "/dev/null", "set-active", "b"]
+        try waiter.run()
+        usleep(500_000)
+        waiter.terminate()
+        waiter.waitUntilExit()
+        #expect(waiter.terminationReason == .uncaughtSignal && waiter.terminationStatus == SIGTERM)
+        holder.waitUntilExit() // the lock is free from here on
+        usleep(1_000_000)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: disk)) == before, "the terminated set-active wrote after all")
+        // And the option is checked like the lock timeout.
+        let run = try slotctl(disk, ["--io-timeout", "-1", "status"])
+        #expect(run.status == 64 && run.stderr.contains("I/O timeout"), "\(run.stderr)")
+    }
+
+    /// An install into one slot beside marks of the others: the install lands whole and
+    /// verified, and so does every mark; on an image file and on a loop device.
+    @Test(arguments: [false, true])
+    func anInstallBesideOtherWriters(onLoopDevice: Bool) throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = try fourSlotDisk(dir, onLoopDevice: onLoopDevice)
+        defer { if onLoopDevice { _ = try? Tools.run("losetup", ["-d", disk]) } }
         let none = ["--verification", "none"]
         for round in 0..<4 {
             let image = try signedRandomPayload(dir, keys: keys, bytes: 3_000_000, index: round + 1, name: "v\(round)",

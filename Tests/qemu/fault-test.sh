@@ -7,6 +7,8 @@
 # runs slotctl on /dev/mapper/faulty, prints what happened on the serial console and
 # powers off; the host then judges the console and the disk image with sgdisk -v and
 # cgpt show. A case whose table cannot be created fails the test (it never skips).
+# The cases: read and write errors on either table copy and in an install copy, bad
+# data at the read-back, a slow disk, and a disk that never answers (--io-timeout).
 # Console log: .build/fault-test/console.log.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -73,6 +75,11 @@ run() { # case, slotctl args...
 	say "$c: rc=$rc $(echo "$out" | tr '\n' '|')"
 }
 linear() { echo "0 $N linear /dev/vda 0" | table "$1"; }
+after_install() { # case: the disk healthy again, what the failed install left
+	linear "$1-after"
+	run "$1-after" --verification none status
+	run "$1-boot" boot --dry-run
+}
 
 printf '0 1 linear /dev/vda 0\n1 33 error\n34 %s linear /dev/vda 34\n' $((N - 34)) | table primary-unreadable
 run primary-unreadable --verification none status
@@ -89,12 +96,36 @@ linear backup-write-after
 run backup-write-after --verification none status
 run backup-write-restore --verification none mark-failed b
 
+# A disk that never answers: reads held by a suspended device, then writes held by
+# dm-delay for an hour. slotctl must give up after --io-timeout and exit 61 at once;
+# releasing the device afterwards lets the killed worker end and the table load.
+timed() { # case, slotctl args...: run, with the elapsed seconds
+	c=$1; shift
+	t0=$(date +%s); out=$(S --io-timeout 3 "$@" 2>&1); rc=$?; t1=$(date +%s)
+	say "$c: rc=$rc secs=$((t1 - t0)) $(echo "$out" | tr '\n' '|')"
+}
+linear read-hang
+dmsetup suspend faulty && echo 3 > /proc/sys/vm/drop_caches
+timed read-hang boot
+dmsetup resume faulty
+sleep 2
+run read-hang-after --verification none status
+echo "0 $N delay /dev/vda 0 0 /dev/vda 0 3600000" | table write-hang
+timed write-hang --verification none set-active b --tries 4
+echo "0 $N linear /dev/vda 0" | dmsetup load faulty && dmsetup resume faulty
+sleep 2
+run write-hang-after --verification none status
+
+# Bad data at the read-back: the slot's writes reach the disk with a byte changed.
+printf '0 %s linear /dev/vda 0\n%s %s flakey /dev/vda %s 0 1 5 corrupt_bio_byte 1 w 90 0\n%s %s linear /dev/vda %s\n' \
+	$B0 $B0 $SLOT $B0 $((B0 + SLOT)) $((N - B0 - SLOT)) $((B0 + SLOT)) | table install-corrupt
+run install-corrupt install /v2.img --slot b
+after_install install-corrupt
+
 printf '0 %s linear /dev/vda 0\n%s %s flakey /dev/vda %s 0 1 1 error_writes\n%s %s linear /dev/vda %s\n' \
 	$B0 $B0 $SLOT $B0 $((B0 + SLOT)) $((N - B0 - SLOT)) $((B0 + SLOT)) | table install-write
 run install-write install /v2.img --slot b
-linear install-write-after
-run install-write-after --verification none status
-run install-write-boot boot --dry-run
+after_install install-write
 
 echo "0 $N delay /dev/vda 0 300" | table stall
 run stall --verification none status
@@ -128,9 +159,18 @@ expect primary-write-after "rc=0 .*b     2     root_b            0     0 " "... 
 expect backup-write "rc=0 .*warning: .*backup copy was not" "a write error on the backup: committed in the primary, a warning"
 expect backup-write-after "rc=0 .*backup GPT .*stale.*b     2     root_b            15    3 " "... and the change holds, the backup is stale"
 expect backup-write-restore "rc=40 " "... and the next write repairs it"
+expect read-hang "rc=61 secs=([3-9]|1[0-9]) .*read of .* did not finish within 3(\.[0-9])? s .*does not answer" "a disk that never answers a read: boot gives up after --io-timeout with 61"
+expect read-hang-after "rc=0 .*a     1     root_a            " "... and once the disk answers again the table loads"
+expect write-hang "rc=61 secs=([3-9]|1[0-9]) .*flush \(fsync\).* did not finish within 3(\.[0-9])? s" "a disk that never finishes a write: set-active gives up with 61"
+expect write-hang-after "rc=0 .*table read from" "... and once the write lands the table loads (old or new state)"
+expect_b_left_unbootable() { # case of a failed install
+	expect "$1-after" "rc=0 .*b     2     root_b            0     0      no " "... b is not bootable"
+	expect "$1-boot" "rc=0 a\|" "... and the running slot a still boots"
+}
+expect install-corrupt "rc=32 " "bad data read back after the install copy: 32, the slot left unbootable"
+expect_b_left_unbootable install-corrupt
 expect install-write "rc=31 .*stays unbootable" "EIO during the install copy: 31, the target left unbootable"
-expect install-write-after "rc=0 .*b     2     root_b            0     0      no " "... b is not bootable"
-expect install-write-boot "rc=0 a\|" "... and the running slot a still boots"
+expect_b_left_unbootable install-write
 expect stall "rc=0 " "a device that answers 300 ms late: status finishes"
 expect stall-boot "rc=0 a\|" "... and so does boot"
 grep -q "^done" verdicts && pass "the guest ran every case" || fail "the guest did not reach the end (console.log)"

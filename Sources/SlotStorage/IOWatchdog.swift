@@ -1,0 +1,192 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The bound on a disk that stops answering (spec/locking.md, "A disk that does not
+/// answer"). A read, write or flush of a block device that never completes cannot be
+/// interrupted: the process waits in the kernel, killable at best, uninterruptible in a
+/// flush, and a shell that captured its output (`$(slotctl boot --shell)` in the
+/// initramfs hook) waits with it for ever. So the command runs in a worker process, and
+/// the process the caller started only supervises it: it relays the worker's output,
+/// and if one disk operation stays unfinished past its deadline it kills the worker
+/// (the kill lands when the kernel lets go) and exits at once with 61, holding none of
+/// the worker's descriptors, so its caller sees the end of the output and the status.
+///
+/// The worker announces each operation in a page shared with the supervisor: the
+/// deadline (CLOCK_MONOTONIC nanoseconds; 0 while no operation is in progress), what it
+/// is, where, and on which file. A flush's deadline grows by one second per MiB written
+/// since the previous flush, and a read's or a write's by one second per MiB it moves,
+/// so a slow but working device (1 MiB/s or faster) is never taken for a stalled one.
+public enum IOWatchdog {
+    public enum Operation: UInt64 {
+        case read = 1, write = 2, flush = 3
+        var word: String {
+            switch self {
+            case .read: "read"
+            case .write: "write"
+            case .flush: "flush (fsync)"
+            }
+        }
+    }
+
+    /// How the supervision ended, for the CLI.
+    public enum Outcome {
+        /// This is the worker: run the command.
+        case worker
+        /// The worker finished with this exit status; the supervisor exits with it.
+        case finished(Int32)
+        /// An operation did not finish in time; the worker was killed. One line saying
+        /// which operation, on which file, and how long it was given.
+        case stalled(String)
+    }
+
+    // The shared page: eight UInt64 words, then the path's bytes.
+    private static let deadlineWord = 0, kindWord = 1, offsetWord = 2, countWord = 3, allowedWord = 4, pathLengthWord = 5
+    private static let pathStart = 64, pathCapacity = 1024
+    nonisolated(unsafe) private static var page: UnsafeMutableRawPointer? = nil
+    nonisolated(unsafe) private static var timeoutNanoseconds: UInt64 = 0
+    nonisolated(unsafe) private static var worker: pid_t = 0
+    private static let forwarded = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
+
+    /// Called by the CLI once, before the command opens any file. `timeout` 0 turns the
+    /// bound off: the command runs in this process and `.worker` is returned at once.
+    /// Otherwise forks: the worker gets `.worker` (its standard output and error are
+    /// pipes to the supervisor); the supervisor relays them until the worker ends and
+    /// returns `.finished` or `.stalled`. If no worker can be started the command runs
+    /// here, unbounded, and `warning` says so.
+    public static func supervise(timeout: Double, warning: (String) -> Void) -> Outcome {
+        guard timeout > 0 else { return .worker }
+        guard let shared = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
+              Int(bitPattern: shared) != -1 else {
+            warning("no I/O watchdog (mmap: \(errnoText())); a disk that does not answer is not bounded")
+            return .worker
+        }
+        var output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1]
+        guard pipe(&output) == 0, pipe(&errors) == 0 else {
+            warning("no I/O watchdog (pipe: \(errnoText())); a disk that does not answer is not bounded")
+            for fd in output + errors where fd >= 0 { close(fd) }
+            munmap(shared, 4096)
+            return .worker
+        }
+        // A signal that would end the caller's slotctl ends the worker the same way: the
+        // supervisor forwards it, and both take it unblocked even when the caller's mask
+        // (a test harness's thread, say) blocked it, as a command run from a shell does.
+        var forwarded = sigset_t()
+        sigemptyset(&forwarded)
+        for signalNumber in IOWatchdog.forwarded { sigaddset(&forwarded, signalNumber) }
+        sigprocmask(SIG_UNBLOCK, &forwarded, nil)
+        shared.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+        page = shared
+        timeoutNanoseconds = UInt64(timeout * 1e9)
+        let pid = fork()
+        if pid < 0 {
+            warning("no I/O watchdog (fork: \(errnoText())); a disk that does not answer is not bounded")
+            for fd in output + errors { close(fd) }
+            page = nil
+            munmap(shared, 4096)
+            return .worker
+        }
+        if pid == 0 {
+            dup2(output[1], 1)
+            dup2(errors[1], 2)
+            for fd in output + errors { close(fd) }
+            return .worker
+        }
+        close(output[1])
+        close(errors[1])
+        worker = pid
+        for signalNumber in IOWatchdog.forwarded {
+            signal(signalNumber) { received in if IOWatchdog.worker > 0 { kill(IOWatchdog.worker, received) } }
+        }
+        return relay(from: output[0], errors[0], shared)
+    }
+
+    private static func relay(from output: Int32, _ errors: Int32, _ shared: UnsafeMutableRawPointer) -> Outcome {
+        var sources = [pollfd(fd: output, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: errors, events: Int16(POLLIN), revents: 0)]
+        let destinations: [Int32] = [1, 2]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while sources.contains(where: { $0.fd >= 0 }) {
+            let ready = poll(&sources, nfds_t(sources.count), 100)
+            if ready < 0 && errno != EINTR { break }
+            for i in sources.indices where sources[i].fd >= 0 && sources[i].revents != 0 {
+                let got = buffer.withUnsafeMutableBytes { read(sources[i].fd, $0.baseAddress, $0.count) }
+                if got < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+                if got <= 0 {
+                    close(sources[i].fd)
+                    sources[i].fd = -1
+                    continue
+                }
+                buffer.withUnsafeBytes { writeAll(destinations[i], UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+            }
+            let deadline = shared.load(fromByteOffset: deadlineWord * 8, as: UInt64.self)
+            if deadline != 0 && monotonicNanoseconds() > deadline {
+                let text = describeStall(shared)
+                kill(worker, SIGKILL)
+                return .stalled(text)
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(worker, &status, 0) < 0 && errno == EINTR {}
+        let signalNumber = status & 0x7f
+        if signalNumber == 0 { return .finished((status >> 8) & 0xff) }
+        // Killed by a signal: end the same way, so the caller sees what the worker saw.
+        signal(signalNumber, SIG_DFL)
+        kill(getpid(), signalNumber)
+        return .finished(128 + signalNumber)
+    }
+
+    private static func describeStall(_ shared: UnsafeMutableRawPointer) -> String {
+        func word(_ index: Int) -> UInt64 { shared.load(fromByteOffset: index * 8, as: UInt64.self) }
+        let operation = Operation(rawValue: word(kindWord)) ?? .read
+        let length = Int(min(word(pathLengthWord), UInt64(pathCapacity)))
+        let path = String(decoding: UnsafeRawBufferPointer(start: shared + pathStart, count: length), as: UTF8.self)
+        let allowed = word(allowedWord)
+        let tenths = (allowed + 50_000_000) / 100_000_000
+        let seconds = tenths % 10 == 0 ? "\(tenths / 10)" : "\(tenths / 10).\(tenths % 10)"
+        let what = operation == .flush ? "a \(operation.word) after \(word(countWord)) bytes written"
+            : "a \(operation.word) of \(word(countWord)) bytes at \(word(offsetWord))"
+        return "\(path): \(what) did not finish within \(seconds) s (--io-timeout, plus 1 s per MiB): the disk does "
+            + "not answer; slotctl stopped, and the slot table holds the old state or the new one, as after a power cut"
+    }
+
+    /// Marks the start of a disk operation (FileBlockStore, around every pread, pwrite
+    /// and fsync). `bytes` is what the operation may have to move: the request's size,
+    /// or for a flush everything written since the last one. A no-op without a supervisor.
+    static func begin(_ operation: Operation, path: String, offset: UInt64, bytes: UInt64) {
+        guard let page else { return }
+        let allowed = timeoutNanoseconds + ((min(bytes, 1 << 40) * 1000) >> 20) * 1_000_000
+        page.storeBytes(of: operation.rawValue, toByteOffset: kindWord * 8, as: UInt64.self)
+        page.storeBytes(of: offset, toByteOffset: offsetWord * 8, as: UInt64.self)
+        page.storeBytes(of: bytes, toByteOffset: countWord * 8, as: UInt64.self)
+        page.storeBytes(of: allowed, toByteOffset: allowedWord * 8, as: UInt64.self)
+        var length = 0
+        for byte in path.utf8.prefix(pathCapacity) {
+            page.storeBytes(of: byte, toByteOffset: pathStart + length, as: UInt8.self)
+            length += 1
+        }
+        page.storeBytes(of: UInt64(length), toByteOffset: pathLengthWord * 8, as: UInt64.self)
+        // The deadline last: the supervisor reads the rest only once it has passed.
+        page.storeBytes(of: monotonicNanoseconds() + allowed, toByteOffset: deadlineWord * 8, as: UInt64.self)
+    }
+
+    /// Marks the end of the operation `begin` announced.
+    static func end() {
+        page?.storeBytes(of: 0 as UInt64, toByteOffset: deadlineWord * 8, as: UInt64.self)
+    }
+
+    private static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+        var done = 0
+        while done < bytes.count {
+            let put = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if put < 0 { if errno == EINTR { continue }; return }
+            done += put
+        }
+    }
+}
