@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu build release static test test-unit test-packaging test-qemu test-faults test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -29,7 +29,7 @@ static: deps
 
 # Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
 # static checks of packaging/, the QEMU boot test and the device-mapper fault test.
-test: test-unit test-packaging test-qemu test-faults
+test: test-unit test-packaging test-qemu test-faults test-lock-mutation
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
@@ -54,6 +54,11 @@ test-qemu: deps deps-qemu static
 # about 30 s. A table that cannot be created fails the test.
 test-faults: deps deps-qemu static
 	bash Tests/qemu/fault-test.sh
+
+# ConcurrencyTests must fail against a slotctl built without its disk lock
+# (Tests/mutation/lock-removed.sh; about a minute): the proof that they can.
+test-lock-mutation: deps
+	bash Tests/mutation/lock-removed.sh
 
 demo: build
 	@bash scripts/demo.sh

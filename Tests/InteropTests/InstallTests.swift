@@ -103,6 +103,36 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
         #expect(store.largestWrite <= PayloadHasher.chunkSize && store.copyWrites >= 4)
     }
 
+    /// A read error at the read-back (issue 15; on a real device-mapper disk the fault
+    /// test covers bad data there): 30-family, the target stays unbootable, the running
+    /// slot still boots and verifies.
+    @Test func aReadErrorAtTheReadBackLeavesTheTargetUnbootable() throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let keyDirectory = KeyDirectory(path: keys.keys)
+        let disk = MemoryStore(bytes: [UInt8](repeating: 0, count: 8 << 20), sectorSize: 512)
+        _ = try FormatFlow.format(disk, .init(slotCount: 2, slotBytes: 3 << 20, prefix: "root", force: false)) { GUID(low: 7, high: 8) }
+        let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
+        _ = try InstallFlow.install(source: try fileStore(try image(dir, payload: 200_000, index: 1, name: "v1")), disk: disk,
+                                    target: a, booted: nil, keys: keyDirectory, counters: nil, hasher: PayloadHasher(), tries: 6)
+        _ = try SlotFlows.markSuccessful(disk, slot: a)
+        let table = try TableStore.load(disk)
+        let slotB = table.slots[table.slots.index(ofLetter: b)!]
+        // The copy writes slot b; only reading it back fails (every time: not transient).
+        disk.failingReadRange = table.byteOffset(slotB)..<table.byteOffset(slotB) + 4096
+        #expect {
+            try InstallFlow.install(source: try fileStore(try image(dir, payload: 200_000, index: 2, name: "v2")), disk: disk,
+                                    target: b, booted: a, keys: keyDirectory, counters: nil, hasher: PayloadHasher(), tries: 6)
+        } throws: { error in
+            guard let error = error as? FlowError else { return false }
+            return (30...39).contains(Int(error.code.rawValue)) && error.message.contains("unbootable")
+        }
+        disk.failingReadRange = nil
+        #expect(TableFixtures.states(disk.bytes, sectorSize: 512) == [S(15, 0, true), S(0, 0, false)])
+        let report = try SlotFlows.boot(disk, verifier: SignedSlotVerifier(keys: keyDirectory, counters: nil), dryRun: true)
+        #expect(report.slots[report.chosen].letter == a && report.rejected.isEmpty)
+    }
+
     @Test func refusalsLeaveTheRunningSlotAlone() throws {
         let dir = try Tools.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
