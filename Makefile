@@ -70,7 +70,7 @@ bench: static release
 	@dpkg-query -W valgrind cryptsetup-bin >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq valgrind cryptsetup-bin >/dev/null)
 	python3 bench/bench.py
 
-# The pure core must compile in Embedded Swift with no heap allocations (BRIEF section 5).
+# The pure core must compile in Embedded Swift with no heap allocations (spec/architecture.md).
 check-embedded:
 	@mkdir -p $(BUILD_DIR)
 	swiftc $(EMBEDDED_FLAGS) -module-name SlotCore -c $(CORE_SOURCES) -o $(BUILD_DIR)/SlotCore.o

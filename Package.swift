@@ -1,9 +1,8 @@
 // swift-tools-version: 6.2
 // Layers, innermost first (spec/architecture.md): SlotCore (pure, Embedded, no I/O)
-// <- SlotStorage (block stores) <- SlotCrypto (OpenSSL EVP) <- SlotCounters (TPM 2.0, file)
-// <- SlotFlows (boot, mark,
-// set-active, format, sign, verify)
-// <- slotctl (the CLI). Each imports only what is listed before it.
+// <- SlotStorage (block stores, files, locks) <- SlotCrypto (OpenSSL EVP)
+// <- SlotCounters (TPM 2.0, file) <- SlotFlows (boot, mark, set-active, format, sign,
+// verify, install) <- slotctl (the CLI). Each imports only what is listed before it.
 import PackageDescription
 
 let package = Package(

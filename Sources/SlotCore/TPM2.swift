@@ -13,7 +13,7 @@ public enum TPMError: Error, Equatable, Sendable {
     case malformed
     case bufferTooSmall
 
-    public var text: StaticString {
+    public var reason: StaticString {
         switch self {
         case .responseCode: "TPM returned an error"
         case .shortResponse: "TPM response too short"

@@ -59,7 +59,7 @@ public final class TPMCounters: RollbackCounters {
 
     private func run(_ what: String, _ request: Request) throws(CounterError) -> [UInt8] {
         let command: [UInt8]
-        do { command = try TPMCounters.marshal(request) } catch { throw CounterError(.internalError, "\(what): \(error.text)") }
+        do { command = try TPMCounters.marshal(request) } catch { throw CounterError(.internalError, "\(what): \(error.reason)") }
         return try transport.transact(command)
     }
 
@@ -67,7 +67,7 @@ public final class TPMCounters: RollbackCounters {
         if case .responseCode(let code) = error {
             return CounterError("TPM \(transport.name): \(what): response code 0x\(String(code, radix: 16))")
         }
-        return CounterError("TPM \(transport.name): \(what): \(error.text)")
+        return CounterError("TPM \(transport.name): \(what): \(error.reason)")
     }
 
     private func expectOK(_ what: String, _ response: [UInt8]) throws(CounterError) {

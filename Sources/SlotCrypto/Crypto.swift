@@ -23,7 +23,7 @@ public struct CryptoError: Error, CustomStringConvertible {
         while code != 0 {
             var buffer = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buffer, buffer.count)
-            reason = String(cString: buffer)
+            reason = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             code = ERR_get_error()
         }
         return CryptoError(reason.isEmpty ? what : "\(what): \(reason)")
@@ -186,7 +186,7 @@ public class Key {
             guard EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, &name, name.count, &length) == 1 else {
                 return .unsupported("EC key without a named curve")
             }
-            let curve = String(cString: name)
+            let curve = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             return curve == "prime256v1" ? .ecP256 : .unsupported("EC curve \(curve)")
         case let other: return .unsupported(String(cString: OBJ_nid2sn(other)))
         }

@@ -64,14 +64,3 @@ public struct KeyDirectory {
 
     public func key(id: [UInt8]) -> PublicKey? { keys.first { $0.keyID == id } }
 }
-
-public func hex(_ bytes: [UInt8]) -> String {
-    let digits: [Character] = Array("0123456789abcdef")
-    var out = ""
-    out.reserveCapacity(bytes.count * 2)
-    for byte in bytes {
-        out.append(digits[Int(byte >> 4)])
-        out.append(digits[Int(byte & 15)])
-    }
-    return out
-}

@@ -18,7 +18,3 @@ public struct FlowError: Error, CustomStringConvertible {
         FlowError(.ioError, "\(what): \(error.description)")
     }
 }
-
-extension TableError {
-    public var text: String { reason.description }
-}

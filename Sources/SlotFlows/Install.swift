@@ -37,7 +37,7 @@ public enum InstallFlow {
     public static func install(source: BlockStore, disk: BlockStore, target letter: UInt8, booted: UInt8?,
                                keys: KeyDirectory, counters: RollbackCounters?, hasher: PayloadHasher,
                                tries: UInt8) throws(FlowError) -> Report {
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         // 1. Verify before anything is written.
         let report = ImageVerification.verify(source, offset: 0, size: source.byteCount, keys: keys, hasher: hasher)
         guard report.verified, let descriptor = report.descriptor, let footer = report.footer else {
@@ -51,7 +51,7 @@ public enum InstallFlow {
         do throws(FlowError) {
             // 4. Copy, then the footer where boot looks for it: the end of the partition.
             do {
-                try hasher.copy(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
+                try hasher.copyUnhashed(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
                 var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
                 var span = footerBytes.mutableSpan
                 footer.serialize(into: &span)
@@ -76,7 +76,7 @@ public enum InstallFlow {
     public static func installStream(_ stream: ByteStream, disk: BlockStore, target letter: UInt8, booted: UInt8?,
                                      keys: KeyDirectory, counters: RollbackCounters?, hasher: PayloadHasher,
                                      tries: UInt8) throws(FlowError) -> Report {
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         let headerBytes = try receive(stream, StreamHeader.size, "stream header")
         guard StreamHeader.isStream(headerBytes.span) else {
             throw FlowError(.streamInvalid, "install: \(stream.name) is not a slotctl stream (made by sign --stream); "
@@ -115,8 +115,8 @@ public enum InstallFlow {
             }
             let expected = report.payloadDigest ?? []
             guard constantTimeEqual(digest.span, expected.span) else {
-                throw FlowError(.digestMismatch, "install: the streamed payload's SHA-256 is \(hex(digest)), the descriptor says "
-                    + "\(hex(expected))")
+                throw FlowError(.digestMismatch, "install: the streamed payload's SHA-256 is \(digest.hexText), the descriptor says "
+                    + "\(expected.hexText)")
             }
             do {
                 try disk.writeBytes(descriptorBytes, at: offset + header.descriptorOffset)
@@ -167,7 +167,7 @@ public enum InstallFlow {
     /// first byte changes.
     static func prepareTarget(_ disk: BlockStore, letter: UInt8, booted: UInt8?, descriptorOffset: UInt64,
                               descriptorSize: UInt32) throws(FlowError) -> Target {
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         let table = try TableStore.load(disk)
         guard let index = table.slots.index(ofLetter: letter) else { throw FlowError(.usage, "install: no slot \(name) in the slot table") }
         try checkTarget(table, letter: letter, booted: booted)
@@ -191,7 +191,7 @@ public enum InstallFlow {
     /// verification, tree included), then it is activated on trial.
     static func readBackAndActivate(_ disk: BlockStore, _ target: inout Target, letter: UInt8, expected: ImageReport,
                                     keys: KeyDirectory, hasher: PayloadHasher, tries: UInt8) throws(FlowError) -> Report {
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         let check = ImageVerification.verify(disk, offset: target.offset, size: target.size, keys: keys, hasher: hasher)
         // The whole signed descriptor must match, not only digest and key: a different
         // rollback index, version or verity tree under the same payload is another image.
@@ -202,7 +202,7 @@ public enum InstallFlow {
         // unbootable: another install or a set-active in between means the bytes just
         // verified may already be someone else's (spec/install.md).
         let prepared = target.table.slots[target.index]
-        let active = try SlotFlows.change(disk, letter) { (slots, index, _) throws(FlowError) in
+        let active = try BootControl.change(disk, letter) { (slots, index, _) throws(FlowError) in
             let now = slots[index]
             guard now.attributes == target.preparedAttributes, now.firstLBA == prepared.firstLBA, now.lastLBA == prepared.lastLBA else {
                 throw FlowError(.readbackMismatch, "install: slot \(name) was changed by another writer while this install wrote it "
@@ -223,7 +223,7 @@ public enum InstallFlow {
     /// install was writing into it) it is marked unbootable again, since its bytes are
     /// now a mix. The message ends with what the disk holds.
     static func settle(_ disk: BlockStore, _ target: Target, letter: UInt8, _ error: FlowError) -> FlowError {
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         if target.activating {
             // The slot read back verified; only its activation's save failed, which may or
             // may not have landed (table.md). Either state is safe: nothing to undo.
@@ -232,7 +232,7 @@ public enum InstallFlow {
         }
         var activatedByOther = false
         do {
-            _ = try SlotFlows.change(disk, letter) { (slots, index, _) throws(FlowError) in
+            _ = try BootControl.change(disk, letter) { (slots, index, _) throws(FlowError) in
                 if slots[index].state.priority > 0 {
                     activatedByOther = true
                     Policy.markUnbootable(&slots, index)
@@ -254,12 +254,12 @@ public enum InstallFlow {
     /// interrupted install plus a failed trial would leave nothing to boot.
     static func checkTarget(_ table: LoadedTable, letter: UInt8, booted: UInt8?) throws(FlowError) {
         guard let booted else { return }
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         guard letter != booted else {
             throw FlowError(.targetIsBooted, "install: slot \(name) is the running slot; install into another one")
         }
         if let running = table.slots.index(ofLetter: booted), !table.slots[running].state.successful {
-            throw FlowError(.runningUnconfirmed, "install: the running slot \(SlotFlows.letterText(booted)) is still on trial; "
+            throw FlowError(.runningUnconfirmed, "install: the running slot \(BootControl.letterText(booted)) is still on trial; "
                 + "confirm it (mark-successful) first, or an interrupted install and a failed trial would leave nothing to boot")
         }
     }
@@ -301,7 +301,7 @@ public enum InstallFlow {
             try output.writeBytes(header, at: 0)
             let descriptor = try image.readBytes(count: Int(footer.descriptorSize), at: footer.descriptorOffset)
             try output.writeBytes(descriptor, at: UInt64(StreamHeader.size))
-            try PayloadHasher().copy(from: image, sourceOffset: 0, to: output,
+            try PayloadHasher().copyUnhashed(from: image, sourceOffset: 0, to: output,
                                      targetOffset: UInt64(StreamHeader.size) + UInt64(footer.descriptorSize), count: footer.descriptorOffset)
             try output.flush()
         } catch {

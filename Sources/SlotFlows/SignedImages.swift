@@ -30,8 +30,9 @@ public final class PayloadHasher {
         return sha.finish()
     }
 
-    /// Copies `count` bytes from `source` to `target` through the one buffer (used by install).
-    public func copy(from source: BlockStore, sourceOffset: UInt64, to target: BlockStore, targetOffset: UInt64,
+    /// Copies `count` bytes from `source` to `target` through the one buffer, hashing
+    /// nothing (install verifies by reading the slot back afterwards).
+    public func copyUnhashed(from source: BlockStore, sourceOffset: UInt64, to target: BlockStore, targetOffset: UInt64,
                      count: UInt64) throws(StorageError) {
         var done: UInt64 = 0
         while done < count {
@@ -154,7 +155,7 @@ public enum ImageVerification {
             let expected = (0..<32).map { v.rootHash[$0] }
             guard constantTimeEqual(root.span, expected.span) else {
                 report.signer = nil
-                return fail(.digestMismatch, "dm-verity root hash of the tree is \(hex(root)), the descriptor says \(hex(expected))")
+                return fail(.digestMismatch, "dm-verity root hash of the tree is \(root.hexText), the descriptor says \(expected.hexText)")
             }
             return report
         }
@@ -165,7 +166,7 @@ public enum ImageVerification {
         let expected = report.payloadDigest!
         guard constantTimeEqual(digest.span, expected.span) else {
             report.signer = nil
-            return fail(.digestMismatch, "payload SHA-256 is \(hex(digest)), the descriptor says \(hex(expected))")
+            return fail(.digestMismatch, "payload SHA-256 is \(digest.hexText), the descriptor says \(expected.hexText)")
         }
         if descriptor.hasVerity {
             // Every block of the tree, not just its top: rebuilt from the proven payload and
@@ -204,7 +205,7 @@ extension ImageVerification {
         report.descriptor = descriptor
         let keyID = report.keyID!
         guard let key = keys.key(id: keyID) else {
-            return fail(.untrustedKey, "signed by key \(hex(keyID)), which is not in \(keys.path)")
+            return fail(.untrustedKey, "signed by key \(keyID.hexText), which is not in \(keys.path)")
         }
         guard key.kind.algorithm == descriptor.signatureAlgorithm else {
             return fail(.keyAlgorithmMismatch,

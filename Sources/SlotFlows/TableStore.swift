@@ -97,7 +97,7 @@ public enum TableStore {
         do {
             return try SlotTable.build(entries: entries.span, header: header)
         } catch {
-            throw FlowError(error == .duplicateSlotName ? .duplicateSlot : .noSlots, "slot table: \(error.text)")
+            throw FlowError(error == .duplicateSlotName ? .duplicateSlot : .noSlots, "slot table: \(error.reason)")
         }
     }
 
@@ -110,7 +110,7 @@ public enum TableStore {
     private static func readCopy(_ store: BlockStore, role: GPTHeader.Role, at lba: UInt64,
                                  geometry: DiskGeometry) -> CopyRead {
         func invalid(_ error: TableError) -> CopyRead {
-            CopyRead(report: CopyReport(status: .invalid(error), headerLBA: lba, reason: error.text))
+            CopyRead(report: CopyReport(status: .invalid(error), headerLBA: lba, reason: error.reason.description))
         }
         let sectorSize = UInt64(geometry.sectorSize)
         do {
@@ -149,7 +149,7 @@ public enum TableStore {
             headers = try TableCopies.headersForSave(source: loaded.header, sourceRole: loaded.sourceRole,
                                                      entriesCRC: crc, geometry: loaded.geometry)
         } catch {
-            throw FlowError(.writeRefused, "slot table not written: the new headers would be invalid: \(error.text)")
+            throw FlowError(.writeRefused, "slot table not written: the new headers would be invalid: \(error.reason)")
         }
         let sectorSize = UInt64(loaded.geometry.sectorSize)
         var primarySector = [UInt8](repeating: 0, count: loaded.geometry.sectorSize)

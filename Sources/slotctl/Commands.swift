@@ -195,7 +195,7 @@ struct Commands {
 
     private func status() throws(CLIError) -> Outcome {
         let store = try openDisk(writable: false)
-        let report = try flow { () throws(FlowError) in try SlotFlows.status(store) }
+        let report = try flow { () throws(FlowError) in try BootControl.status(store) }
         let booted = try? bootedSlot()
         var json = Render.tableJSON(report.table, store: store)
         var text = Render.tableText(report.table, store: store)
@@ -224,15 +224,15 @@ struct Commands {
         }
         json.set("slots", slots)
         if let next = report.nextBoot {
-            json.set("next_boot", SlotFlows.letterText(report.slots[next].letter))
-            text += "next boot: slot \(SlotFlows.letterText(report.slots[next].letter))" + (verifies ? " (if its image verifies)\n" : "\n")
+            json.set("next_boot", BootControl.letterText(report.slots[next].letter))
+            text += "next boot: slot \(BootControl.letterText(report.slots[next].letter))" + (verifies ? " (if its image verifies)\n" : "\n")
         } else {
             json.setNull("next_boot")
             text += "next boot: none (no bootable slot)\n"
         }
         if let booted {
-            json.set("booted", SlotFlows.letterText(booted))
-            text += "booted: slot \(SlotFlows.letterText(booted))\n"
+            json.set("booted", BootControl.letterText(booted))
+            text += "booted: slot \(BootControl.letterText(booted))\n"
         } else {
             json.setNull("booted")
         }
@@ -256,15 +256,15 @@ struct Commands {
         let dryRun = line.switches.contains("--dry-run")
         let store = try openDisk(writable: !dryRun)
         let verifier = try verifier(try counters())
-        let report = try flow { () throws(FlowError) in try SlotFlows.boot(store, verifier: verifier, dryRun: dryRun) }
+        let report = try flow { () throws(FlowError) in try BootControl.boot(store, verifier: verifier, dryRun: dryRun) }
         let slot = report.slots[report.chosen]
-        let name = SlotFlows.letterText(slot.letter)
+        let name = BootControl.letterText(slot.letter)
         warnings += report.warnings
         for item in report.rejected {
-            warnings.append("slot \(SlotFlows.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); marked unbootable")
+            warnings.append("slot \(BootControl.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); marked unbootable")
         }
         for item in report.unreadable {
-            warnings.append("slot \(SlotFlows.letterText(item.letter)) skipped this boot (\(item.code.name)): \(item.reason); "
+            warnings.append("slot \(BootControl.letterText(item.letter)) skipped this boot (\(item.code.name)): \(item.reason); "
                 + "not marked, it is tried again at the next boot")
         }
         if !dryRun {
@@ -295,7 +295,7 @@ struct Commands {
         func verdicts(_ items: [(letter: UInt8, code: StatusCode, reason: String)]) -> [JSONObject] {
             items.map { item in
                 var o = JSONObject()
-                o.set("slot", SlotFlows.letterText(item.letter))
+                o.set("slot", BootControl.letterText(item.letter))
                 o.set("code", Int(item.code.rawValue))
                 o.set("status", item.code.name.description)
                 o.set("reason", item.reason)
@@ -318,12 +318,12 @@ struct Commands {
         let verifier: SlotVerifier = successful ? try verifier(counters) : TableOnlyVerifier()
         let booted = try bootedRecordIfAny()
         let report = try flow { () throws(FlowError) in
-            successful ? try SlotFlows.markSuccessful(store, slot: letter, verifier: verifier, counters: counters,
+            successful ? try BootControl.markSuccessful(store, slot: letter, verifier: verifier, counters: counters,
                                                       booted: booted)
-                       : try SlotFlows.markFailed(store, slot: letter)
+                       : try BootControl.markFailed(store, slot: letter)
         }
         warnings += report.warnings
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         var json = Render.slotJSON(report.slots[report.index], report.table)
         json.set("slot", name)
         json.set("wrote", report.wrote)
@@ -359,9 +359,9 @@ struct Commands {
             tries = value
         }
         let store = try openDisk(writable: true)
-        let report = try flow { () throws(FlowError) in try SlotFlows.setActive(store, slot: letter, tries: tries) }
+        let report = try flow { () throws(FlowError) in try BootControl.setActive(store, slot: letter, tries: tries) }
         warnings += report.warnings
-        let name = SlotFlows.letterText(letter)
+        let name = BootControl.letterText(letter)
         var json = Render.slotJSON(report.slots[report.index], report.table)
         json.set("slot", name)
         json.set("wrote", report.wrote)
@@ -433,13 +433,13 @@ struct Commands {
             let store = try openDisk(writable: false)
             let table = try flow { () throws(FlowError) in try TableStore.load(store) }
             guard let index = table.slots.index(ofLetter: letter) else {
-                throw CLIError(.usage, "no slot \(SlotFlows.letterText(letter)) in the slot table")
+                throw CLIError(.usage, "no slot \(BootControl.letterText(letter)) in the slot table")
             }
             let slot = table.slots[index]
             report = imageReport(store, offset: table.byteOffset(slot), size: table.byteSize(slot), keys: keys,
                                  counters: try counters(), hasher: hasher).0
-            subject = "slot \(SlotFlows.letterText(letter)) (partition \(table.partitionNumber(slot)) of \(store.path))"
-            json.set("slot", SlotFlows.letterText(letter))
+            subject = "slot \(BootControl.letterText(letter)) (partition \(table.partitionNumber(slot)) of \(store.path))"
+            json.set("slot", BootControl.letterText(letter))
             json.set("partition", table.partitionNumber(slot))
         }
         json.set("verified", report.verified)
@@ -522,7 +522,7 @@ struct Commands {
         json.set("partition_size", layout.partitionSize)
         json.set("payload_size", descriptor.payloadSize)
         json.set("descriptor_offset", layout.descriptorOffset)
-        json.set("key_id", hex(key.keyID))
+        json.set("key_id", key.keyID.hexText)
         json.set("algorithm", algorithm.name.description)
         json.set("rollback_index", descriptor.rollbackIndex)
         json.set("rollback_location", Int(descriptor.rollbackLocation))
@@ -532,7 +532,7 @@ struct Commands {
         } else {
             json.setNull("verity")
         }
-        let text = "signed \(payloadPath) -> \(output)\(streamed ? " (stream form)" : ""): \(writtenSize) bytes, \(algorithm.name), key \(hex(key.keyID)), "
+        let text = "signed \(payloadPath) -> \(output)\(streamed ? " (stream form)" : ""): \(writtenSize) bytes, \(algorithm.name), key \(key.keyID.hexText), "
             + "rollback index \(rollbackIndex) at location \(location)\n"
         return (.ok, text, json)
     }
@@ -603,7 +603,7 @@ struct Commands {
                                            counters: counters, hasher: PayloadHasher(), tries: tries)
         }
         warnings += report.warnings
-        let name = SlotFlows.letterText(report.slot)
+        let name = BootControl.letterText(report.slot)
         let version = String(decoding: (0..<report.descriptor.versionLength).map { report.descriptor.versionString[$0] }, as: UTF8.self)
         var json = JSONObject()
         json.set("slot", name)

@@ -15,7 +15,7 @@ struct CLIError: Error {
     }
 }
 
-enum Verification: String {
+enum VerificationMode: String {
     case signature
     case none
 }
@@ -28,7 +28,7 @@ struct Settings {
     var bootedFile = "/run/slotctl/booted"
     var cmdlineFile = "/proc/cmdline"
     var sectorSize: Int?
-    var verification = Verification.signature
+    var verification = VerificationMode.signature
     var json = false
     /// How long a command waits for the disk's lock (spec/locking.md).
     var lockTimeout: Double = 10
@@ -51,8 +51,8 @@ func parseIOTimeout(_ text: String, source: String) throws(CLIError) -> Double {
     return value
 }
 
-func parseVerification(_ text: String, source: String) throws(CLIError) -> Verification {
-    guard let value = Verification(rawValue: text) else {
+func parseVerification(_ text: String, source: String) throws(CLIError) -> VerificationMode {
+    guard let value = VerificationMode(rawValue: text) else {
         throw CLIError(.usage, "\(source): verification must be 'signature' or 'none', not '\(text)'")
     }
     return value

@@ -17,7 +17,7 @@ extension GUID {
         withUnsafePointer(to: &rfc) { pointer in
             pointer.withMemoryRebound(to: UInt8.self, capacity: 16) { uuid_unparse_upper($0, &out) }
         }
-        return String(cString: out)
+        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// A fresh random GUID from libuuid, in GPT byte order.

@@ -65,7 +65,7 @@ enum Render {
 
     static func slotJSON(_ slot: Slot, _ table: LoadedTable) -> JSONObject {
         var o = JSONObject()
-        o.set("name", SlotFlows.letterText(slot.letter))
+        o.set("name", BootControl.letterText(slot.letter))
         o.set("partition", table.partitionNumber(slot))
         o.set("label", table.label(slot))
         o.set("type_guid", table.typeGUID(slot).text)
@@ -82,7 +82,7 @@ enum Render {
 
     static func slotRow(_ slot: Slot, _ table: LoadedTable) -> String {
         let s = slot.state
-        return pad(SlotFlows.letterText(slot.letter), 6) + pad("\(table.partitionNumber(slot))", 6)
+        return pad(BootControl.letterText(slot.letter), 6) + pad("\(table.partitionNumber(slot))", 6)
             + pad(printable(table.label(slot)), 18) + pad("\(s.priority)", 6) + pad("\(s.tries)", 7)
             + pad(s.successful ? "yes" : "no", 12) + pad(s.isBootable ? "yes" : "no", 10)
             + "\(slot.firstLBA)..\(slot.lastLBA)\n"
@@ -140,13 +140,13 @@ enum Render {
         o.set("status", report.code.name.description)
         if let reason = report.reason { o.set("reason", reason) }
         if let d = report.descriptor {
-            o.set("key_id", hex(report.keyID!))
+            o.set("key_id", report.keyID!.hexText)
             o.set("algorithm", d.signatureAlgorithm.name.description)
             o.set("rollback_index", d.rollbackIndex)
             o.set("rollback_location", Int(d.rollbackLocation))
             o.set("version", report.version ?? "")
             o.set("payload_size", d.payloadSize)
-            o.set("payload_sha256", hex(report.payloadDigest!))
+            o.set("payload_sha256", report.payloadDigest!.hexText)
         }
         if let signer = report.signer { o.set("signer", signer.path) }
         return o
@@ -166,12 +166,12 @@ enum Render {
     static func imageDetails(_ report: ImageReport) -> String {
         var text = ""
         if let d = report.descriptor {
-            text += "key id: \(hex(report.keyID!))\n"
+            text += "key id: \(report.keyID!.hexText)\n"
             text += "signer: \(report.signer?.path ?? "none")\n"
             text += "algorithm: \(d.signatureAlgorithm.name)\n"
             text += "rollback index: \(d.rollbackIndex) (location \(d.rollbackLocation))\n"
             text += "version: \(printable(report.version ?? ""))\n"
-            text += "payload: \(d.payloadSize) bytes, sha256 \(hex(report.payloadDigest!))\n"
+            text += "payload: \(d.payloadSize) bytes, sha256 \(report.payloadDigest!.hexText)\n"
         }
         text += report.verified ? "verdict: verified\n" : "verdict: refused (\(report.code.name)): \(report.reason ?? "")\n"
         return text
@@ -183,7 +183,7 @@ enum Render {
     static func bootShell(_ slot: Slot, _ table: LoadedTable, device: String, verity: SlotDescriptor?,
                           verification: String) -> String {
         var pairs: [(String, String)] = [
-            ("SLOTCTL_SLOT", SlotFlows.letterText(slot.letter)),
+            ("SLOTCTL_SLOT", BootControl.letterText(slot.letter)),
             ("SLOTCTL_PARTITION", "\(table.partitionNumber(slot))"),
             ("SLOTCTL_DEVICE", device),
             ("SLOTCTL_PARTUUID", table.uniqueGUID(slot).text.lowercased()),
@@ -198,8 +198,8 @@ enum Render {
         if let d = verity {
             let v = d.verity
             pairs += [
-                ("SLOTCTL_VERITY_ROOT_HASH", hex((0..<32).map { v.rootHash[$0] })),
-                ("SLOTCTL_VERITY_SALT", hex((0..<Int(v.saltSize)).map { v.salt[$0] })),
+                ("SLOTCTL_VERITY_ROOT_HASH", ((0..<32).map { v.rootHash[$0] }).hexText),
+                ("SLOTCTL_VERITY_SALT", ((0..<Int(v.saltSize)).map { v.salt[$0] }).hexText),
                 ("SLOTCTL_VERITY_HASH_ALGORITHM", "sha256"),
                 ("SLOTCTL_VERITY_DATA_BLOCKS", "\(v.dataBlocks)"),
                 ("SLOTCTL_VERITY_DATA_BLOCK_SIZE", "\(v.dataBlockSize)"),
@@ -223,8 +223,8 @@ enum Render {
         o.set("data_block_size", Int(v.dataBlockSize))
         o.set("hash_block_size", Int(v.hashBlockSize))
         o.set("hash_algorithm", "sha256")
-        o.set("salt", hex((0..<Int(v.saltSize)).map { v.salt[$0] }))
-        o.set("root_hash", hex((0..<32).map { v.rootHash[$0] }))
+        o.set("salt", ((0..<Int(v.saltSize)).map { v.salt[$0] }).hexText)
+        o.set("root_hash", ((0..<32).map { v.rootHash[$0] }).hexText)
         o.set("no_superblock", true)
         return o
     }

@@ -41,7 +41,7 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
         for slot in [b, a] {
             _ = try InstallFlow.install(source: old, disk: disk, target: slot, booted: nil, keys: keyDirectory,
                                         counters: nil, hasher: PayloadHasher(), tries: 6)
-            _ = try SlotFlows.markSuccessful(disk, slot: slot)
+            _ = try BootControl.markSuccessful(disk, slot: slot)
         }
         let start = disk.bytes
         #expect(TableFixtures.states(start, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
@@ -59,7 +59,7 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
                     _ = try? InstallFlow.install(source: new, disk: store, target: a, booted: b,
                                                  keys: keyDirectory, counters: nil, hasher: PayloadHasher(), tries: 3)
                     let after = MemoryStore(bytes: store.surviving, sectorSize: 512)
-                    let boot = try SlotFlows.boot(after, verifier: TableOnlyVerifier(), dryRun: true)
+                    let boot = try BootControl.boot(after, verifier: TableOnlyVerifier(), dryRun: true)
                     let chosen = boot.slots[boot.chosen]
                     if chosen.letter == a {
                         if cut >= activationHeader { sawNew = true }
@@ -115,7 +115,7 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
         let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
         _ = try InstallFlow.install(source: try fileStore(try image(dir, payload: 200_000, index: 1, name: "v1")), disk: disk,
                                     target: a, booted: nil, keys: keyDirectory, counters: nil, hasher: PayloadHasher(), tries: 6)
-        _ = try SlotFlows.markSuccessful(disk, slot: a)
+        _ = try BootControl.markSuccessful(disk, slot: a)
         let table = try TableStore.load(disk)
         let slotB = table.slots[table.slots.index(ofLetter: b)!]
         // The copy writes slot b; only reading it back fails (every time: not transient).
@@ -129,7 +129,7 @@ func S(_ p: UInt8, _ t: UInt8, _ s: Bool) -> SlotState { SlotState(priority: p, 
         }
         disk.failingReadRange = nil
         #expect(TableFixtures.states(disk.bytes, sectorSize: 512) == [S(15, 0, true), S(0, 0, false)])
-        let report = try SlotFlows.boot(disk, verifier: SignedSlotVerifier(keys: keyDirectory, counters: nil), dryRun: true)
+        let report = try BootControl.boot(disk, verifier: SignedSlotVerifier(keys: keyDirectory, counters: nil), dryRun: true)
         #expect(report.slots[report.chosen].letter == a && report.rejected.isEmpty)
     }
 
@@ -286,7 +286,7 @@ final class MemoryByteStream: ByteStream {
         for slot in [b, a] {
             _ = try InstallFlow.installStream(MemoryByteStream(stream), disk: disk, target: slot, booted: nil, keys: keyDirectory,
                                               counters: nil, hasher: PayloadHasher(), tries: 6)
-            _ = try SlotFlows.markSuccessful(disk, slot: slot)
+            _ = try BootControl.markSuccessful(disk, slot: slot)
         }
         let start = disk.bytes
         #expect(TableFixtures.states(start, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
@@ -301,7 +301,7 @@ final class MemoryByteStream: ByteStream {
                 _ = try? InstallFlow.installStream(MemoryByteStream(stream), disk: store, target: a, booted: b, keys: keyDirectory,
                                                    counters: nil, hasher: PayloadHasher(), tries: 2)
                 let after = MemoryStore(bytes: store.surviving, sectorSize: 512)
-                let boot = try SlotFlows.boot(after, verifier: TableOnlyVerifier(), dryRun: true)
+                let boot = try BootControl.boot(after, verifier: TableOnlyVerifier(), dryRun: true)
                 let chosen = boot.slots[boot.chosen]
                 if chosen.letter == a {
                     // Bootable by the table alone: it must hold a whole image (the same one here).

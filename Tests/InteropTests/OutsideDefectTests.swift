@@ -132,7 +132,7 @@ import SlotTestSupport
             let source = MemoryStore(bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), sectorSize: 512)
             _ = try InstallFlow.install(source: source, disk: disk, target: slot, booted: nil, keys: keyDirectory,
                                         counters: nil, hasher: PayloadHasher(), tries: 6)
-            _ = try SlotFlows.markSuccessful(disk, slot: slot)
+            _ = try BootControl.markSuccessful(disk, slot: slot)
         }
         let table = try TableStore.load(disk)
         let start = disk.bytes
@@ -144,24 +144,24 @@ import SlotTestSupport
         // A transient error: the retry reads it, b boots.
         disk.failingReadRange = payload(b)
         disk.failingReadsLeft = 1
-        var report = try SlotFlows.boot(disk, verifier: verifier, dryRun: false)
+        var report = try BootControl.boot(disk, verifier: verifier, dryRun: false)
         #expect(report.slots[report.chosen].letter == b && report.unreadable.isEmpty && report.rejected.isEmpty)
         // A lasting one: b is passed over this time, left as it was; a boots.
         disk.bytes = start
         disk.failingReadRange = payload(b)
-        report = try SlotFlows.boot(disk, verifier: verifier, dryRun: false)
+        report = try BootControl.boot(disk, verifier: verifier, dryRun: false)
         #expect(report.slots[report.chosen].letter == a && report.unreadable.map(\.letter) == [b] && report.rejected.isEmpty)
         #expect(TableFixtures.states(disk.bytes, sectorSize: 512)?[1] == S(15, 0, true), "b stays confirmed")
         // Readable again: b boots again.
         disk.failingReadRange = nil
-        report = try SlotFlows.boot(disk, verifier: verifier, dryRun: false)
+        report = try BootControl.boot(disk, verifier: verifier, dryRun: false)
         #expect(report.slots[report.chosen].letter == b)
         // Both unreadable: an I/O error, not "no bootable slot", and nothing is written.
         disk.bytes = start
         disk.failingReadRange = payload(a).lowerBound..<payload(b).upperBound
         let writes = disk.writes
         #expect {
-            try SlotFlows.boot(disk, verifier: verifier, dryRun: false)
+            try BootControl.boot(disk, verifier: verifier, dryRun: false)
         } throws: { error in
             guard let error = error as? FlowError else { return false }
             return error.code == .ioError && error.message.contains("left as it is") && error.message.contains("nothing was written")
@@ -304,7 +304,7 @@ import SlotTestSupport
         let start = disk.bytes
         disk.failingFlush = true
         #expect {
-            try SlotFlows.boot(disk, verifier: TableOnlyVerifier(), dryRun: false)
+            try BootControl.boot(disk, verifier: TableOnlyVerifier(), dryRun: false)
         } throws: { error in
             guard let error = error as? FlowError else { return false }
             return error.code == .ioError && error.message.contains("primary GPT copy was written but not confirmed")
@@ -320,7 +320,7 @@ import SlotTestSupport
         let disk = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
         for i in (disk.bytes.count - 512)..<disk.bytes.count { disk.bytes[i] ^= 0x5A } // backup header invalid
         disk.failingWriteRange = UInt64(disk.bytes.count - 64 * 512)..<UInt64(disk.bytes.count)
-        let report = try SlotFlows.boot(disk, verifier: TableOnlyVerifier(), dryRun: false)
+        let report = try BootControl.boot(disk, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(report.consumedTry && report.wrote && report.warnings.contains { $0.contains("backup copy could not be written") },
                 "\(report.warnings)")
         #expect(TableFixtures.states(disk.bytes, sectorSize: 512) == [S(15, 2, false), S(14, 0, true)])

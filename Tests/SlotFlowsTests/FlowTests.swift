@@ -30,14 +30,14 @@ struct Regions {
     @Test(arguments: [512, 4096])
     func bootConsumesTryAndPersists(sectorSize: Int) throws {
         let store = TableFixtures.disk(sectorSize: sectorSize, states: [S(15, 2, false), S(14, 0, true)])
-        let report = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        let report = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(report.slots[report.chosen].letter == UInt8(ascii: "a"))
         #expect(report.consumedTry && report.wrote)
         #expect(TableFixtures.states(store.bytes, sectorSize: sectorSize) == [S(15, 1, false), S(14, 0, true)])
-        _ = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        _ = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(TableFixtures.states(store.bytes, sectorSize: sectorSize) == [S(15, 0, false), S(14, 0, true)])
         // Tries exhausted, never confirmed: falls back to b, and a is normalized to priority 0.
-        let third = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        let third = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(third.slots[third.chosen].letter == UInt8(ascii: "b"))
         #expect(TableFixtures.states(store.bytes, sectorSize: sectorSize) == [S(0, 0, false), S(14, 0, true)])
     }
@@ -45,20 +45,20 @@ struct Regions {
     @Test func dryRunWritesNothing() throws {
         let store = TableFixtures.disk(states: [S(15, 2, false), S(14, 0, true)])
         let before = store.bytes
-        let report = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: true)
+        let report = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: true)
         #expect(report.consumedTry && !report.wrote)
         #expect(store.writes == 0 && store.bytes == before)
     }
 
     @Test func successfulSlotBootsWithoutAWrite() throws {
         let store = TableFixtures.disk(states: [S(15, 0, true), S(14, 0, true)])
-        let report = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        let report = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(!report.consumedTry && !report.wrote && store.writes == 0)
     }
 
     @Test func nothingBootableIsCode50AndNoWrite() throws {
         let store = TableFixtures.disk(states: [S(0, 0, true), S(3, 0, false)])
-        #expect { try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false) } throws: {
+        #expect { try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false) } throws: {
             ($0 as? FlowError)?.code == .noBootableSlot
         }
         #expect(store.writes == 0)
@@ -73,7 +73,7 @@ struct Regions {
 
     @Test func refusedSlotIsMarkedUnbootableAndNextTried() throws {
         let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
-        let report = try SlotFlows.boot(store, verifier: RefuseA(), dryRun: false)
+        let report = try BootControl.boot(store, verifier: RefuseA(), dryRun: false)
         #expect(report.slots[report.chosen].letter == UInt8(ascii: "b"))
         #expect(report.rejected.count == 1 && report.rejected[0].reason == "test refusal")
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(0, 0, false), S(14, 0, true)])
@@ -81,17 +81,17 @@ struct Regions {
 
     @Test func markCommands() throws {
         let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
-        _ = try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "a"))
+        _ = try BootControl.markSuccessful(store, slot: UInt8(ascii: "a"))
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
-        _ = try SlotFlows.markFailed(store, slot: UInt8(ascii: "A"))
+        _ = try BootControl.markFailed(store, slot: UInt8(ascii: "A"))
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(0, 0, false), S(14, 0, true)])
-        #expect { try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "a")) } throws: {
+        #expect { try BootControl.markSuccessful(store, slot: UInt8(ascii: "a")) } throws: {
             ($0 as? FlowError)?.code == .slotNotBootable
         }
-        #expect { try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "q")) } throws: {
+        #expect { try BootControl.markSuccessful(store, slot: UInt8(ascii: "q")) } throws: {
             ($0 as? FlowError)?.code == .usage
         }
-        _ = try SlotFlows.setActive(store, slot: UInt8(ascii: "a"), tries: 4)
+        _ = try BootControl.setActive(store, slot: UInt8(ascii: "a"), tries: 4)
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 4, false), S(14, 0, true)])
     }
 
@@ -99,17 +99,17 @@ struct Regions {
     /// retires an unconfirmed slot.
     @Test func markSuccessfulAfterTheLastTry() throws {
         let store = TableFixtures.disk(states: [S(15, 1, false), S(14, 0, true)])
-        let boot = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        let boot = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(boot.chosen == 0 && boot.consumedTry)
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 0, false), S(14, 0, true)])
-        _ = try SlotFlows.markSuccessful(store, slot: UInt8(ascii: "a"))
+        _ = try BootControl.markSuccessful(store, slot: UInt8(ascii: "a"))
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(15, 0, true), S(14, 0, true)])
         // Not confirmed in time: the next boot retires it and falls back.
         let other = TableFixtures.disk(states: [S(15, 1, false), S(14, 0, true)])
-        _ = try SlotFlows.boot(other, verifier: TableOnlyVerifier(), dryRun: false)
-        let next = try SlotFlows.boot(other, verifier: TableOnlyVerifier(), dryRun: false)
+        _ = try BootControl.boot(other, verifier: TableOnlyVerifier(), dryRun: false)
+        let next = try BootControl.boot(other, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(next.chosen == 1)
-        #expect { try SlotFlows.markSuccessful(other, slot: UInt8(ascii: "a")) } throws: {
+        #expect { try BootControl.markSuccessful(other, slot: UInt8(ascii: "a")) } throws: {
             ($0 as? FlowError)?.code == .slotNotBootable
         }
     }
@@ -121,25 +121,25 @@ struct Regions {
         let regions = Regions(confirmed)
         for i in regions.backupHeader { confirmed.bytes[i] = 0 }
         confirmed.failingWriteRange = 0..<UInt64(confirmed.bytes.count)
-        let boot = try SlotFlows.boot(confirmed, verifier: TableOnlyVerifier(), dryRun: false)
+        let boot = try BootControl.boot(confirmed, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(boot.chosen == 0 && !boot.wrote && boot.warnings.count == 1)
 
         let trying = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
         trying.failingWriteRange = 0..<UInt64(trying.bytes.count)
-        #expect { try SlotFlows.boot(trying, verifier: TableOnlyVerifier(), dryRun: false) } throws: {
+        #expect { try BootControl.boot(trying, verifier: TableOnlyVerifier(), dryRun: false) } throws: {
             ($0 as? FlowError)?.code == .ioError
         }
         // The backup failing after the primary is flushed: committed, with a warning.
         let late = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
         late.failingWriteRange = UInt64(Regions(late).backupEntries.lowerBound)..<UInt64(late.bytes.count)
-        let report = try SlotFlows.boot(late, verifier: TableOnlyVerifier(), dryRun: false)
+        let report = try BootControl.boot(late, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(report.consumedTry && report.warnings.count == 1)
         #expect(TableFixtures.states(late.bytes, sectorSize: 512) == [S(15, 2, false), S(14, 0, true)])
     }
 
     @Test func normalizationIsReportedNotWrittenByStatus() throws {
         let store = TableFixtures.disk(states: [S(15, 4, true), S(9, 0, false)])
-        let report = try SlotFlows.status(store)
+        let report = try BootControl.status(store)
         #expect(report.normalization.clearedTries == 1 && report.normalization.exhausted == 2)
         #expect(store.writes == 0)
     }
@@ -160,13 +160,13 @@ struct Regions {
             "backupHeader": regions.backupHeader, "backupEntries": regions.backupEntries,
         ][region]!
         Self.damage(store, range)
-        let status = try SlotFlows.status(store)
+        let status = try BootControl.status(store)
         #expect(status.table.needsRepair)
         #expect(status.table.sourceRole == (region.hasPrefix("primary") ? .backup : .primary))
         #expect((0..<status.slots.count).map { status.slots[$0].state } == [S(15, 0, true), S(10, 2, false)])
         #expect(store.writes == 0)
         // A successful slot boots without a state change; the repair still happens.
-        let boot = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        let boot = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(boot.wrote)
         #expect(store.bytes == good, "the repaired disk equals the undamaged one byte for byte")
     }
@@ -176,9 +176,9 @@ struct Regions {
         let regions = Regions(store)
         Self.damage(store, regions.primaryHeader)
         Self.damage(store, regions.backupEntries)
-        for run in [{ _ = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false) },
-                    { _ = try SlotFlows.markSuccessful(store, slot: 0x61) },
-                    { _ = try SlotFlows.status(store) }] as [() throws -> Void] {
+        for run in [{ _ = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false) },
+                    { _ = try BootControl.markSuccessful(store, slot: 0x61) },
+                    { _ = try BootControl.status(store) }] as [() throws -> Void] {
             #expect { try run() } throws: { ($0 as? FlowError)?.code == .tableUnusable }
         }
         #expect(store.writes == 0)
@@ -188,26 +188,26 @@ struct Regions {
         let store = TableFixtures.disk(states: [S(15, 0, true), S(10, 2, false)])
         let regions = Regions(store)
         store.failingReadRange = UInt64(regions.primaryEntries.lowerBound)..<UInt64(regions.primaryEntries.upperBound)
-        let status = try SlotFlows.status(store)
+        let status = try BootControl.status(store)
         #expect(status.table.primary.status == .unreadable && status.table.sourceRole == .backup)
         store.failingReadRange = UInt64(regions.primaryHeader.lowerBound)..<UInt64(regions.backupHeader.upperBound)
-        #expect { try SlotFlows.status(store) } throws: { ($0 as? FlowError)?.code == .ioError }
+        #expect { try BootControl.status(store) } throws: { ($0 as? FlowError)?.code == .ioError }
     }
 
     @Test func staleBackupLosesToPrimaryAndIsRewritten() throws {
         let old = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
         let new = MemoryStore(bytes: old.bytes, sectorSize: 512)
-        _ = try SlotFlows.markSuccessful(new, slot: 0x61)
+        _ = try BootControl.markSuccessful(new, slot: 0x61)
         // The new primary with the old backup: both valid, disagreeing. The primary wins.
         let regions = Regions(old)
         var mixed = new.bytes
         mixed.replaceSubrange(regions.backupEntries, with: old.bytes[regions.backupEntries])
         mixed.replaceSubrange(regions.backupHeader, with: old.bytes[regions.backupHeader])
         let store = MemoryStore(bytes: mixed, sectorSize: 512)
-        let status = try SlotFlows.status(store)
+        let status = try BootControl.status(store)
         #expect(status.table.backup.status == .stale)
         #expect(status.slots[0].state == S(15, 0, true))
-        _ = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+        _ = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
         #expect(store.bytes == new.bytes)
     }
 
@@ -225,7 +225,7 @@ struct Regions {
             h.serialize(into: &span)
             store.bytes.replaceSubrange(header, with: sector)
         }
-        #expect { try SlotFlows.status(store) } throws: { ($0 as? FlowError)?.code == .duplicateSlot }
+        #expect { try BootControl.status(store) } throws: { ($0 as? FlowError)?.code == .duplicateSlot }
     }
 }
 

@@ -18,22 +18,22 @@ import SlotTestSupport
 
     static var cases: [Case] { [
         Case(name: "boot", states: [S(15, 3, false), S(14, 0, true)]) {
-            _ = try SlotFlows.boot($0, verifier: TableOnlyVerifier(), dryRun: false)
+            _ = try BootControl.boot($0, verifier: TableOnlyVerifier(), dryRun: false)
         },
         Case(name: "boot on the last try", states: [S(15, 1, false), S(14, 0, true)]) {
-            _ = try SlotFlows.boot($0, verifier: TableOnlyVerifier(), dryRun: false)
+            _ = try BootControl.boot($0, verifier: TableOnlyVerifier(), dryRun: false)
         },
         Case(name: "mark-successful", states: [S(15, 2, false), S(14, 0, true)]) {
-            _ = try SlotFlows.markSuccessful($0, slot: UInt8(ascii: "a"))
+            _ = try BootControl.markSuccessful($0, slot: UInt8(ascii: "a"))
         },
         Case(name: "mark-successful after the last try", states: [S(15, 0, false), S(14, 0, true)]) {
-            _ = try SlotFlows.markSuccessful($0, slot: UInt8(ascii: "a"))
+            _ = try BootControl.markSuccessful($0, slot: UInt8(ascii: "a"))
         },
         Case(name: "mark-failed", states: [S(15, 2, false), S(14, 0, true)]) {
-            _ = try SlotFlows.markFailed($0, slot: UInt8(ascii: "a"))
+            _ = try BootControl.markFailed($0, slot: UInt8(ascii: "a"))
         },
         Case(name: "set-active", states: [S(15, 0, true), S(14, 0, true)]) {
-            _ = try SlotFlows.setActive($0, slot: UInt8(ascii: "b"), tries: 6)
+            _ = try BootControl.setActive($0, slot: UInt8(ascii: "b"), tries: 6)
         },
     ] }
 
@@ -94,7 +94,7 @@ import SlotTestSupport
                             let seen = try #require(TableFixtures.states(after.bytes, sectorSize: sectorSize), "\(label)")
                             #expect(seen == oldStates || seen == newStates, "\(label): read \(seen)")
                             if cutAt >= commitsAfter { #expect(seen == newStates, "\(label): committed state lost") }
-                            let boot = try SlotFlows.boot(after, verifier: TableOnlyVerifier(), dryRun: false)
+                            let boot = try BootControl.boot(after, verifier: TableOnlyVerifier(), dryRun: false)
                             #expect(boot.chosen == PropertyTests.oracleChoice(seen), "\(label)")
                             let reloaded = try TableStore.load(after)
                             #expect(reloaded.primary.status == .valid && reloaded.backup.status == .valid, "\(label)")

@@ -95,7 +95,7 @@ import SlotTestSupport
         } catch {
             #expect([.tableUnusable, .ioError].contains(error.code), "\(context): \(error.message)")
             #expect(corrupter.touchedPrimary, "\(context): an intact primary was not used")
-            #expect { try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false) } throws: { _ in true }
+            #expect { try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false) } throws: { _ in true }
             #expect(store.writes == 0, "\(context): wrote to an unusable table")
             return "unusable"
         }
@@ -117,7 +117,7 @@ import SlotTestSupport
 
         let expectedChoice = oracleChoice(seen)
         do {
-            let boot = try SlotFlows.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
+            let boot = try BootControl.boot(store, verifier: TableOnlyVerifier(), dryRun: false)
             #expect(boot.chosen == expectedChoice, "\(context)")
             var expected = seen.map(normalized)
             if let choice = expectedChoice, !expected[choice].successful { expected[choice].tries -= 1 }

@@ -14,18 +14,18 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
         counters.values[1] = 2
         let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 1, index: 2), b: RollbackClaim(location: 1, index: 5)],
                                      counters: counters)
-        let boot = try SlotFlows.boot(store, verifier: verifier, dryRun: false)
+        let boot = try BootControl.boot(store, verifier: verifier, dryRun: false)
         #expect(boot.chosen == 1)
         let booted = (letter: b, claim: boot.claim)
         #expect(boot.claim == RollbackClaim(location: 1, index: 5))
-        let report = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted)
+        let report = try BootControl.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted)
         #expect(report.raised?.from == 2 && report.raised?.to == 5 && counters.values[1] == 5 && counters.increments == 3)
         // Again: nothing more to raise, nothing written.
-        let again = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted)
+        let again = try BootControl.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted)
         #expect(!again.wrote && again.raised?.to == 5 && counters.increments == 3)
         // a (index 2) is now a downgrade: boot refuses it if b goes away.
-        _ = try SlotFlows.markFailed(store, slot: b)
-        #expect { try SlotFlows.boot(store, verifier: verifier, dryRun: false) } throws: {
+        _ = try BootControl.markFailed(store, slot: b)
+        #expect { try BootControl.boot(store, verifier: verifier, dryRun: false) } throws: {
             ($0 as? FlowError)?.code == .noBootableSlot && ($0 as? FlowError)?.message.contains("below counter 5") == true
         }
         #expect(TableFixtures.states(store.bytes, sectorSize: 512) == [S(0, 0, false), S(0, 0, false)])
@@ -38,7 +38,7 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
         let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 0, index: 1), b: RollbackClaim(location: 0, index: 1)],
                                      counters: counters)
         let before = store.bytes
-        #expect { try SlotFlows.boot(store, verifier: verifier, dryRun: false) } throws: {
+        #expect { try BootControl.boot(store, verifier: verifier, dryRun: false) } throws: {
             ($0 as? FlowError)?.code == .countersUnavailable
         }
         #expect(store.bytes == before)
@@ -50,7 +50,7 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
         let store = TableFixtures.disk(states: [S(15, 3, false), S(14, 0, true)])
         let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 20, index: 1), b: RollbackClaim(location: 0, index: 1)],
                                      counters: MemoryCounters(locations: 8))
-        let boot = try SlotFlows.boot(store, verifier: verifier, dryRun: false)
+        let boot = try BootControl.boot(store, verifier: verifier, dryRun: false)
         #expect(boot.chosen == 1 && boot.rejected.first?.code == .countersUnavailable)
     }
 
@@ -69,19 +69,19 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
             ((b, RollbackClaim(location: 0, index: 9)), .digestMismatch), // another image booted
         ]
         for (booted, code) in cases {
-            #expect { try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted) } throws: {
+            #expect { try BootControl.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: booted) } throws: {
                 ($0 as? FlowError)?.code == code
             }
             #expect(store.bytes == before && counters.values[0] == 3)
         }
         verifier.claims[b] = RollbackClaim(location: 0, index: 3 + RollbackLimits.maxRaise + 1)
-        #expect { try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters,
+        #expect { try BootControl.markSuccessful(store, slot: b, verifier: verifier, counters: counters,
                                                booted: (b, verifier.claims[b])) } throws: {
             ($0 as? FlowError)?.code == .raiseTooLarge
         }
         #expect(store.bytes == before && counters.values[0] == 3)
         verifier.claims[b] = RollbackClaim(location: 0, index: 4)
-        let report = try SlotFlows.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: (b, verifier.claims[b]))
+        let report = try BootControl.markSuccessful(store, slot: b, verifier: verifier, counters: counters, booted: (b, verifier.claims[b]))
         #expect(report.raised?.to == 4 && counters.values[0] == 4)
     }
 
@@ -91,7 +91,7 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
         counters.values[0] = 9
         let verifier = ClaimVerifier(claims: [a: RollbackClaim(location: 0, index: 3)], counters: counters)
         let before = store.bytes
-        #expect { try SlotFlows.markSuccessful(store, slot: a, verifier: verifier, counters: counters) } throws: {
+        #expect { try BootControl.markSuccessful(store, slot: a, verifier: verifier, counters: counters) } throws: {
             ($0 as? FlowError)?.code == .rollback
         }
         #expect(store.bytes == before && counters.values[0] == 9)
@@ -116,7 +116,7 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                 counters.failAfterIncrements = cut < 4 ? 0 : cut - 4
                 let booted = (letter: b, claim: claims[b])
                 #expect(throws: FlowError.self) {
-                    try SlotFlows.markSuccessful(disk, slot: b, verifier: verifier, counters: counters, booted: booted)
+                    try BootControl.markSuccessful(disk, slot: b, verifier: verifier, counters: counters, booted: booted)
                 }
                 #expect(counters.values[0] >= 3 && counters.values[0] <= 7, "cut \(cut)")
                 let after = MemoryStore(bytes: disk.surviving, sectorSize: 512)
@@ -125,13 +125,13 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                 // Confirmed once the primary header landed whole (a tear past byte 92 lands it).
                 if cut >= 2 { #expect(bConfirmed, "cut \(cut): the flushed primary was lost") }
                 if bConfirmed {
-                    let boot = try SlotFlows.boot(after, verifier: verifier, dryRun: false)
+                    let boot = try BootControl.boot(after, verifier: verifier, dryRun: false)
                     #expect(boot.chosen == 1, "cut \(cut)")
-                    _ = try SlotFlows.markSuccessful(after, slot: b, verifier: verifier, counters: counters, booted: booted)
+                    _ = try BootControl.markSuccessful(after, slot: b, verifier: verifier, counters: counters, booted: booted)
                     #expect(counters.values[0] == 7, "cut \(cut): the raise completes on the next mark-successful")
                 } else {
-                    _ = try SlotFlows.markFailed(after, slot: b)
-                    let boot = try SlotFlows.boot(after, verifier: verifier, dryRun: false)
+                    _ = try BootControl.markFailed(after, slot: b)
+                    let boot = try BootControl.boot(after, verifier: verifier, dryRun: false)
                     #expect(boot.chosen == 0, "cut \(cut): b failed, a must still boot")
                 }
             }
@@ -156,10 +156,10 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                     let location = UInt32.random(in: 0...1, using: &random)
                     let index = UInt64(max(0, Int(counters.values[Int(location)]) + Int.random(in: -2...3, using: &random)))
                     verifier.claims[target] = RollbackClaim(location: location, index: index)
-                    _ = try SlotFlows.setActive(store, slot: target, tries: UInt8.random(in: 1...3, using: &random))
+                    _ = try BootControl.setActive(store, slot: target, tries: UInt8.random(in: 1...3, using: &random))
                 case 1:
                     do {
-                        let boot = try SlotFlows.boot(store, verifier: verifier, dryRun: false)
+                        let boot = try BootControl.boot(store, verifier: verifier, dryRun: false)
                         let letter = boot.slots[boot.chosen].letter
                         let claim = try #require(verifier.claims[letter])
                         #expect(claim.index >= counters.values[Int(claim.location)], "seed \(seed): booted below the counter")
@@ -171,14 +171,14 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                     }
                 case 2:
                     if let slot = booted {
-                        let confirmed = try? SlotFlows.markSuccessful(store, slot: slot, verifier: verifier, counters: counters,
+                        let confirmed = try? BootControl.markSuccessful(store, slot: slot, verifier: verifier, counters: counters,
                                                                       booted: (slot, bootedClaim))
                         if confirmed != nil, let claim = bootedClaim {
                             #expect(counters.values[Int(claim.location)] >= claim.index, "seed \(seed): confirmed but not raised")
                         }
                     }
                 default:
-                    if let slot = booted { _ = try SlotFlows.markFailed(store, slot: slot); booted = nil }
+                    if let slot = booted { _ = try BootControl.markFailed(store, slot: slot); booted = nil }
                 }
                 for location in 0..<2 {
                     #expect(counters.values[location] >= highest[location], "seed \(seed): counter decreased")

@@ -49,7 +49,7 @@ public enum VerityBuilder {
         }
         let expected = (0..<32).map { v.rootHash[$0] }
         guard constantTimeEqual(root.span, expected.span) else {
-            return "dm-verity root hash is \(hex(root)), the descriptor says \(hex(expected))"
+            return "dm-verity root hash is \(root.hexText), the descriptor says \(expected.hexText)"
         }
         return nil
     }

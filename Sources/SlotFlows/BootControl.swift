@@ -45,7 +45,7 @@ public struct ChangeReport {
 
 /// The operations of the command line, each one load, normalize, mutate, save-if-changed
 /// (spec/policy.md). None of them knows about files or processes: they see a BlockStore.
-public enum SlotFlows {
+public enum BootControl {
     /// `status`: reads, never writes, even when a copy needs repair or a state needs
     /// normalization; both are reported.
     public static func status(_ store: BlockStore) throws(FlowError) -> StatusReport {
