@@ -20,7 +20,7 @@ public struct DiskGeometry: Equatable, Sendable {
 /// Bounds slotctl puts on header fields before using them for any size or loop
 /// (spec/table.md, "Limits").
 public enum GPTLimits {
-    public static let headerMinSize = 92
+    public static let headerMinSize = GPTHeaderLayout.size
     public static let maxEntrySize: UInt32 = 4096
     public static let maxEntryCount: UInt32 = 4096
     public static let maxEntriesBytes: UInt64 = 512 * 1024
@@ -28,10 +28,45 @@ public enum GPTLimits {
     public static let signature: UInt64 = 0x5452_4150_2049_4645 // "EFI PART"
 }
 
+/// A GPT header's bytes (UEFI 2.10, 5.3.2), little-endian; read by `GPTHeader.parse`,
+/// written by `serialize`.
+public enum GPTHeaderLayout {
+    /// 0    8   signature "EFI PART"
+    public static let signature = 0
+    /// 8    4   revision (1.0: 0x00010000)
+    public static let revision = 8
+    /// 12   4   header size (92 ... sector size)
+    public static let headerSize = 12
+    /// 16   4   CRC32 of the header's first header-size bytes, this field zero
+    public static let headerCRC = 16
+    /// 20   4   reserved, zero
+    public static let reserved = 20
+    /// 24   8   LBA of this header
+    public static let myLBA = 24
+    /// 32   8   LBA of the other header
+    public static let alternateLBA = 32
+    /// 40   8   first usable LBA
+    public static let firstUsableLBA = 40
+    /// 48   8   last usable LBA
+    public static let lastUsableLBA = 48
+    /// 56   16  disk GUID (mixed-endian, as GUID stores it)
+    public static let diskGUID = 56
+    /// 72   8   LBA of this copy's entry array
+    public static let entriesLBA = 72
+    /// 80   4   number of entries
+    public static let entryCount = 80
+    /// 84   4   size of one entry
+    public static let entrySize = 84
+    /// 88   4   CRC32 of the entry array
+    public static let entriesCRC = 88
+    /// 92       the size slotctl writes
+    public static let size = 92
+}
+
 /// A GPT header as the UEFI spec (5.3.2) lays it out, 92 bytes.
 public struct GPTHeader: Equatable, Sendable {
     public var revision: UInt32 = GPTLimits.revision
-    public var headerSize: UInt32 = 92
+    public var headerSize = UInt32(GPTHeaderLayout.size)
     public var headerCRC: UInt32 = 0
     public var myLBA: UInt64
     public var alternateLBA: UInt64
@@ -63,22 +98,22 @@ public struct GPTHeader: Equatable, Sendable {
     /// header size and header CRC. Called by the table loader for each copy.
     public static func parse(_ sector: Span<UInt8>) throws(TableError) -> GPTHeader {
         guard sector.count >= GPTLimits.headerMinSize else { throw .tooShort }
-        guard sector.loadLE64(at: 0) == GPTLimits.signature else { throw .badSignature }
-        guard sector.loadLE32(at: 8) == GPTLimits.revision else { throw .badRevision }
-        let size = sector.loadLE32(at: 12)
+        guard sector.loadLE64(at: GPTHeaderLayout.signature) == GPTLimits.signature else { throw .badSignature }
+        guard sector.loadLE32(at: GPTHeaderLayout.revision) == GPTLimits.revision else { throw .badRevision }
+        let size = sector.loadLE32(at: GPTHeaderLayout.headerSize)
         guard size >= UInt32(GPTLimits.headerMinSize), UInt64(size) <= UInt64(sector.count) else { throw .badHeaderSize }
-        let stored = sector.loadLE32(at: 16)
+        let stored = sector.loadLE32(at: GPTHeaderLayout.headerCRC)
         var crc = CRC32()
-        crc.update(sector.extracting(0..<16))
+        crc.update(sector.extracting(0..<GPTHeaderLayout.headerCRC))
         crc.updateZeros(count: 4)
-        crc.update(sector.extracting(20..<Int(size)))
+        crc.update(sector.extracting(GPTHeaderLayout.reserved..<Int(size)))
         guard crc.value == stored else { throw .badHeaderCRC }
         var header = GPTHeader(
-            myLBA: sector.loadLE64(at: 24), alternateLBA: sector.loadLE64(at: 32),
-            firstUsableLBA: sector.loadLE64(at: 40), lastUsableLBA: sector.loadLE64(at: 48),
-            diskGUID: GUID(loadingFrom: sector, at: 56), entriesLBA: sector.loadLE64(at: 72),
-            entryCount: sector.loadLE32(at: 80), entrySize: sector.loadLE32(at: 84),
-            entriesCRC: sector.loadLE32(at: 88))
+            myLBA: sector.loadLE64(at: GPTHeaderLayout.myLBA), alternateLBA: sector.loadLE64(at: GPTHeaderLayout.alternateLBA),
+            firstUsableLBA: sector.loadLE64(at: GPTHeaderLayout.firstUsableLBA), lastUsableLBA: sector.loadLE64(at: GPTHeaderLayout.lastUsableLBA),
+            diskGUID: GUID(loadingFrom: sector, at: GPTHeaderLayout.diskGUID), entriesLBA: sector.loadLE64(at: GPTHeaderLayout.entriesLBA),
+            entryCount: sector.loadLE32(at: GPTHeaderLayout.entryCount), entrySize: sector.loadLE32(at: GPTHeaderLayout.entrySize),
+            entriesCRC: sector.loadLE32(at: GPTHeaderLayout.entriesCRC))
         header.headerSize = size
         header.headerCRC = stored
         return header
@@ -89,23 +124,23 @@ public struct GPTHeader: Equatable, Sendable {
     /// are updated to what was written.
     public mutating func serialize(into sector: inout MutableSpan<UInt8>) {
         sector.fill(0, from: 0, to: sector.count)
-        headerSize = 92
-        sector.storeLE64(GPTLimits.signature, at: 0)
-        sector.storeLE32(revision, at: 8)
-        sector.storeLE32(headerSize, at: 12)
-        sector.storeLE32(0, at: 16)
-        sector.storeLE32(0, at: 20)
-        sector.storeLE64(myLBA, at: 24)
-        sector.storeLE64(alternateLBA, at: 32)
-        sector.storeLE64(firstUsableLBA, at: 40)
-        sector.storeLE64(lastUsableLBA, at: 48)
-        diskGUID.store(into: &sector, at: 56)
-        sector.storeLE64(entriesLBA, at: 72)
-        sector.storeLE32(entryCount, at: 80)
-        sector.storeLE32(entrySize, at: 84)
-        sector.storeLE32(entriesCRC, at: 88)
-        headerCRC = CRC32.checksum(sector.span.extracting(0..<92))
-        sector.storeLE32(headerCRC, at: 16)
+        headerSize = UInt32(GPTHeaderLayout.size)
+        sector.storeLE64(GPTLimits.signature, at: GPTHeaderLayout.signature)
+        sector.storeLE32(revision, at: GPTHeaderLayout.revision)
+        sector.storeLE32(headerSize, at: GPTHeaderLayout.headerSize)
+        sector.storeLE32(0, at: GPTHeaderLayout.headerCRC)
+        sector.storeLE32(0, at: GPTHeaderLayout.reserved)
+        sector.storeLE64(myLBA, at: GPTHeaderLayout.myLBA)
+        sector.storeLE64(alternateLBA, at: GPTHeaderLayout.alternateLBA)
+        sector.storeLE64(firstUsableLBA, at: GPTHeaderLayout.firstUsableLBA)
+        sector.storeLE64(lastUsableLBA, at: GPTHeaderLayout.lastUsableLBA)
+        diskGUID.store(into: &sector, at: GPTHeaderLayout.diskGUID)
+        sector.storeLE64(entriesLBA, at: GPTHeaderLayout.entriesLBA)
+        sector.storeLE32(entryCount, at: GPTHeaderLayout.entryCount)
+        sector.storeLE32(entrySize, at: GPTHeaderLayout.entrySize)
+        sector.storeLE32(entriesCRC, at: GPTHeaderLayout.entriesCRC)
+        headerCRC = CRC32.checksum(sector.span.extracting(0..<GPTHeaderLayout.size))
+        sector.storeLE32(headerCRC, at: GPTHeaderLayout.headerCRC)
     }
 
     public enum Role: Sendable { case primary, backup }

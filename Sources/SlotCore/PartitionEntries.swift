@@ -1,12 +1,19 @@
 /// Read access to one GPT partition entry (UEFI 5.3.3) inside an entry array. Only the
 /// first 128 bytes have meaning; larger entry sizes keep their tail untouched.
-public struct PartitionEntryLayout {
+public enum PartitionEntryLayout {
+    /// 0    16  partition type GUID (all zero: unused entry)
     public static let typeGUID = 0
+    /// 16   16  unique partition GUID
     public static let uniqueGUID = 16
+    /// 32   8   first LBA
     public static let firstLBA = 32
+    /// 40   8   last LBA, inclusive
     public static let lastLBA = 40
+    /// 48   8   attribute flags (slot state in bits 48-56, ChromeOS's layout)
     public static let attributes = 48
+    /// 56   72  name, UTF-16LE, NUL-padded
     public static let name = 56
+    /// the name's length in UTF-16 code units
     public static let nameUnits = 36
 }
 
@@ -39,6 +46,21 @@ public enum PartitionEntries {
 
     public static func setAttributes(_ entries: inout MutableSpan<UInt8>, _ header: GPTHeader, _ index: Int, _ value: UInt64) {
         entries.storeLE64(value, at: index * Int(header.entrySize) + PartitionEntryLayout.attributes)
+    }
+
+    /// Fills entry `index` of a fresh (zeroed) entry array: type, unique GUID, LBA range
+    /// and name; attributes stay zero (the slot never boots until `set-active`). Called by
+    /// `format`; `name` holds at most `PartitionEntryLayout.nameUnits` code units.
+    public static func write(_ entries: inout MutableSpan<UInt8>, entrySize: Int, _ index: Int, type: GUID, unique: GUID,
+                             firstLBA: UInt64, lastLBA: UInt64, name: Span<UInt16>) {
+        let base = index * entrySize
+        type.store(into: &entries, at: base + PartitionEntryLayout.typeGUID)
+        unique.store(into: &entries, at: base + PartitionEntryLayout.uniqueGUID)
+        entries.storeLE64(firstLBA, at: base + PartitionEntryLayout.firstLBA)
+        entries.storeLE64(lastLBA, at: base + PartitionEntryLayout.lastLBA)
+        for unit in 0..<min(name.count, PartitionEntryLayout.nameUnits) {
+            entries.storeLE16(name[unit], at: base + PartitionEntryLayout.name + 2 * unit)
+        }
     }
 
     /// UTF-16LE code unit `unit` (0..<36) of the partition name.

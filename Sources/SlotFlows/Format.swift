@@ -78,13 +78,9 @@ public enum FormatFlow {
             guard !overflow, end <= lastUsable else {
                 throw FlowError(.writeRefused, "format: \(options.slotCount) slots of \(options.slotBytes) bytes do not fit on a disk of \(store.byteCount) bytes")
             }
-            let base = index * Int(entrySize)
-            GUID.slotctlSlot.store(into: &span, at: base + PartitionEntryLayout.typeGUID)
-            newGUID().store(into: &span, at: base + PartitionEntryLayout.uniqueGUID)
-            span.storeLE64(start, at: base + PartitionEntryLayout.firstLBA)
-            span.storeLE64(end, at: base + PartitionEntryLayout.lastLBA)
             let name = prefixUnits + [0x5F, UInt16(0x61 + index)]
-            for (unit, value) in name.enumerated() { span.storeLE16(value, at: base + PartitionEntryLayout.name + 2 * unit) }
+            PartitionEntries.write(&span, entrySize: Int(entrySize), index, type: .slotctlSlot, unique: newGUID(),
+                                   firstLBA: start, lastLBA: end, name: name.span)
             start = (end / alignSectors + 1) * alignSectors
         }
         header.entriesCRC = CRC32.checksum(entries.span)
@@ -97,10 +93,7 @@ public enum FormatFlow {
             try store.flush()
         } catch { throw FlowError.io(error, doing: "format: writing the protective MBR") }
 
-        // Write the backup from the primary with the same save path every flow uses.
-        var primarySector = [UInt8](repeating: 0, count: store.sectorSize)
-        var primarySpan = primarySector.mutableSpan
-        header.serialize(into: &primarySpan)
+        // Both copies are written by the same save path every flow uses.
         let empty = CopyReport(status: .unreadable, headerLBA: 0, reason: "being formatted")
         let fresh = LoadedTable(geometry: geometry, header: header, sourceRole: .primary, entries: entries,
                                 primary: empty, backup: empty, slots: SlotTable())
