@@ -39,11 +39,11 @@ public enum InstallFlow {
                                tries: UInt8) throws(FlowError) -> Report {
         let name = BootControl.letterText(letter)
         // 1. Verify before anything is written.
-        let report = ImageVerification.verify(source, offset: 0, size: source.byteCount, keys: keys, hasher: hasher)
-        guard report.verified, let descriptor = report.descriptor, let footer = report.footer else {
+        var report = ImageVerification.verify(source, offset: 0, size: source.byteCount, keys: keys, hasher: hasher)
+        guard report.verified, let footer = report.footer else {
             throw FlowError(report.code, "install: the image is refused: \(report.reason ?? "verification failed"); nothing was written")
         }
-        try checkRollback(descriptor, counters)
+        try checkRollback(&report, counters)
         // 2 and 3. The target, its room, and it stops being bootable.
         var target = try prepareTarget(disk, letter: letter, booted: booted, descriptorOffset: footer.descriptorOffset,
                                        descriptorSize: footer.descriptorSize)
@@ -87,11 +87,11 @@ public enum InstallFlow {
             throw FlowError(.streamInvalid, "install: \(stream.name) is not a slotctl stream: \(error.reason); nothing was written")
         }
         let descriptorBytes = try receive(stream, Int(header.descriptorSize), "descriptor")
-        let report = ImageVerification.verifyDescriptor(descriptorBytes, descriptorOffset: header.descriptorOffset, keys: keys)
+        var report = ImageVerification.verifyDescriptor(descriptorBytes, descriptorOffset: header.descriptorOffset, keys: keys)
         guard report.verified, let descriptor = report.descriptor else {
             throw FlowError(report.code, "install: the stream is refused: \(report.reason ?? "verification failed"); nothing was written")
         }
-        try checkRollback(descriptor, counters)
+        try checkRollback(&report, counters)
         var target = try prepareTarget(disk, letter: letter, booted: booted, descriptorOffset: header.descriptorOffset,
                                        descriptorSize: header.descriptorSize)
         let offset = target.offset, size = target.size
@@ -150,16 +150,11 @@ public enum InstallFlow {
         var warnings: [String]
     }
 
-    /// With counters, the image's rollback index must not be below its counter.
-    static func checkRollback(_ descriptor: SlotDescriptor, _ counters: RollbackCounters?) throws(FlowError) {
-        guard let counters else { return }
-        switch RollbackCheck.check(descriptor, counters) {
-        case .current: break
-        case .below(let stored):
-            throw FlowError(.rollback, "install: \(RollbackCheck.reason(descriptor, stored: stored)); nothing was written")
-        case .unavailable(let error):
-            throw FlowError(error.code, "install: rollback counters: \(error.message); nothing was written")
-        }
+    /// With counters, the image's rollback index must not be below its counter: judged
+    /// into the report, refused before anything is written.
+    static func checkRollback(_ report: inout ImageReport, _ counters: RollbackCounters?) throws(FlowError) {
+        ImageVerification.judgeRollback(&report, counters)
+        guard report.verified else { throw FlowError(report.code, "install: \(report.reason ?? "rollback"); nothing was written") }
     }
 
     /// Steps 2 and 3: the target exists and may be written, the image fits (footer at the
@@ -285,27 +280,6 @@ public enum InstallFlow {
         } catch {
             let code: StatusCode = error.kind == .read || error.kind == .timedOut ? .downloadFailed : .writeFailed
             throw FlowError(code, "install: \(error.description)")
-        }
-    }
-
-    /// Writes the stream form of the signed image in `image` to `output` (`sign --stream`).
-    public static func writeStream(image: BlockStore, to output: BlockStore) throws(FlowError) {
-        do throws(StorageError) {
-            let footerBytes = try image.readBytes(count: ImageFooter.size, at: image.byteCount - UInt64(ImageFooter.size))
-            guard let footer = try? ImageFooter.parse(footerBytes.span, partitionSize: image.byteCount) else {
-                throw StorageError(.read, path: "image", detail: "no valid footer")
-            }
-            var header = [UInt8](repeating: 0, count: StreamHeader.size)
-            var span = header.mutableSpan
-            StreamHeader(descriptorSize: footer.descriptorSize, descriptorOffset: footer.descriptorOffset).serialize(into: &span)
-            try output.writeBytes(header, at: 0)
-            let descriptor = try image.readBytes(count: Int(footer.descriptorSize), at: footer.descriptorOffset)
-            try output.writeBytes(descriptor, at: UInt64(StreamHeader.size))
-            try PayloadHasher().copyUnhashed(from: image, sourceOffset: 0, to: output,
-                                     targetOffset: UInt64(StreamHeader.size) + UInt64(footer.descriptorSize), count: footer.descriptorOffset)
-            try output.flush()
-        } catch {
-            throw FlowError(.ioError, "sign --stream: \(error.description)")
         }
     }
 }

@@ -245,3 +245,9 @@ public enum TableStore {
         return nil
     }
 }
+
+/// Where a slot's bytes lie on the disk.
+extension LoadedTable {
+    public func byteOffset(_ slot: Slot) -> UInt64 { slot.firstLBA * UInt64(geometry.sectorSize) }
+    public func byteSize(_ slot: Slot) -> UInt64 { (slot.lastLBA - slot.firstLBA + 1) * UInt64(geometry.sectorSize) }
+}

@@ -162,34 +162,13 @@ struct Commands {
         return SignedSlotVerifier(keys: keys, counters: counters)
     }
 
-    /// Image findings plus the rollback check, for status and verify.
+    /// Image findings with the rollback verdict, for status and verify.
     private func imageReport(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
                              counters: RollbackCounters?, hasher: PayloadHasher) -> (ImageReport, JSONObject, String) {
         var report = ImageVerification.verify(store, offset: offset, size: size, keys: keys, hasher: hasher)
+        ImageVerification.judgeRollback(&report, counters)
         var json = Render.imageJSON(report)
-        var note = ""
-        if report.verified, let descriptor = report.descriptor, let counters {
-            switch RollbackCheck.check(descriptor, counters) {
-            case .current(let stored):
-                json.set("rollback", "current")
-                json.set("rollback_counter", stored)
-                note = "rollback: index \(descriptor.rollbackIndex) >= counter \(stored)"
-            case .below(let stored):
-                report.code = .rollback
-                report.reason = RollbackCheck.reason(descriptor, stored: stored)
-                json = Render.imageJSON(report)
-                json.set("rollback", "below")
-                json.set("rollback_counter", stored)
-            case .unavailable(let error):
-                report.code = error.code
-                report.reason = "rollback counters: \(error.message)"
-                json = Render.imageJSON(report)
-                json.set("rollback", "unavailable")
-            }
-        } else if report.verified {
-            json.set("rollback", "not checked")
-            note = "rollback: not checked (no counters configured)"
-        }
+        let note = Render.rollback(report, into: &json)
         return (report, json, note)
     }
 
@@ -511,7 +490,7 @@ struct Commands {
             do { streamFile = try FileBlockStore(path: output, writable: true, sectorSize: 512) } catch {
                 throw CLIError(.ioError, error.description)
             }
-            try flow { () throws(FlowError) in try InstallFlow.writeStream(image: target, to: streamFile) }
+            try flow { () throws(FlowError) in try SignFlow.writeStream(image: target, to: streamFile) }
             writtenSize = SystemFiles.fileSize(output) ?? 0
         }
         var json = JSONObject()

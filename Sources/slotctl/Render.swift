@@ -152,6 +152,27 @@ enum Render {
         return o
     }
 
+    /// The rollback verdict in an image's status JSON, and the note status prints for it
+    /// (empty when there is none).
+    static func rollback(_ report: ImageReport, into json: inout JSONObject) -> String {
+        guard let verdict = report.rollback, let d = report.descriptor else { return "" }
+        switch verdict {
+        case .notChecked:
+            json.set("rollback", "not checked")
+            return "rollback: not checked (no counters configured)"
+        case .current(let stored):
+            json.set("rollback", "current")
+            json.set("rollback_counter", stored)
+            return "rollback: index \(d.rollbackIndex) >= counter \(stored)"
+        case .below(let stored):
+            json.set("rollback", "below")
+            json.set("rollback_counter", stored)
+        case .unavailable:
+            json.set("rollback", "unavailable")
+        }
+        return ""
+    }
+
     /// One line for status.
     static func imageSummary(_ report: ImageReport) -> String {
         guard let d = report.descriptor else { return "refused (\(report.code.name)): \(report.reason ?? "")" }

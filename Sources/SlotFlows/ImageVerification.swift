@@ -1,0 +1,140 @@
+import SlotCore
+import SlotCrypto
+import SlotStorage
+
+/// What verification found out about one signed image.
+public struct ImageReport {
+    /// `.ok`, or the 20-family code of the first check that failed.
+    public var code: StatusCode
+    /// Why, when `code` is not `.ok`.
+    public var reason: String?
+    public var descriptor: SlotDescriptor?
+    public var footer: ImageFooter?
+    /// The trusted key that verified the signature (nil if none did).
+    public var signer: PublicKey?
+    /// The rollback verdict, once judged (`ImageVerification.judgeRollback`).
+    public var rollback: RollbackVerdict?
+
+    public init(code: StatusCode) { self.code = code }
+
+    public var verified: Bool { code == .ok }
+    public var keyID: [UInt8]? { descriptor.map { d in (0..<32).map { d.keyID[$0] } } }
+    public var payloadDigest: [UInt8]? { descriptor.map { d in (0..<32).map { d.payloadDigest[$0] } } }
+    public var version: String? {
+        descriptor.map { d in String(decoding: (0..<d.versionLength).map { d.versionString[$0] }, as: UTF8.self) }
+    }
+}
+
+/// Verification of signed slot images (spec/image-format.md), in this order, stopping at
+/// the first failure: footer, descriptor bounds, trusted key, key kind, signature over
+/// the descriptor, payload digest (constant-time compare). Rollback joins with counters.
+public enum ImageVerification {
+    /// Verifies the image in bytes [offset, offset + size) of `store`: a slot partition
+    /// or an image file. Never throws: every failure is a report with a code.
+    /// With `verityTopOnly`, an image with a dm-verity tree is checked by its signed root
+    /// hash against the tree's top block instead of hashing the whole payload: `boot` does
+    /// this, and dm-verity checks every block as it is read afterwards.
+    public static func verify(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
+                              hasher: PayloadHasher, verityTopOnly: Bool = false) -> ImageReport {
+        var report = ImageReport(code: .ok)
+        func fail(_ code: StatusCode, _ reason: String) -> ImageReport {
+            report.code = code
+            report.reason = reason
+            return report
+        }
+        guard size >= UInt64(ImageFooter.size) else { return fail(.unsigned, "too small to hold a footer") }
+        let footer: ImageFooter
+        let descriptorBytes: [UInt8]
+        do {
+            let footerBytes = try store.readBytes(count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size))
+            do { footer = try ImageFooter.parse(footerBytes.span, partitionSize: size) } catch {
+                return fail(error.statusCode, error.reason.description)
+            }
+            report.footer = footer
+            // Bounded by ImageFooter.parse: at most SlotDescriptor.maxSize, inside the partition.
+            descriptorBytes = try store.readBytes(count: Int(footer.descriptorSize), at: offset + footer.descriptorOffset)
+        } catch {
+            return fail(.ioError, "reading the image: \(error.description)")
+        }
+        report = verifyDescriptor(descriptorBytes, descriptorOffset: footer.descriptorOffset, keys: keys, into: report)
+        guard report.verified, let descriptor = report.descriptor else { return report }
+        if verityTopOnly && descriptor.hasVerity {
+            let v = descriptor.verity
+            let top: [UInt8]
+            do { top = try store.readBytes(count: Int(v.hashBlockSize), at: offset + v.treeOffset) } catch {
+                return fail(.ioError, "reading the hash tree: \(error.description)")
+            }
+            let salt = (0..<Int(v.saltSize)).map { v.salt[$0] }
+            let root = VerityBuilder.rootHash(topBlock: top, salt: salt)
+            let expected = (0..<32).map { v.rootHash[$0] }
+            guard constantTimeEqual(root.span, expected.span) else {
+                report.signer = nil
+                return fail(.digestMismatch, "dm-verity root hash of the tree is \(root.hexText), the descriptor says \(expected.hexText)")
+            }
+            return report
+        }
+        let digest: [UInt8]
+        do { digest = try hasher.digest(store, offset: offset, count: descriptor.payloadSize) } catch {
+            return fail(.ioError, "reading the payload: \(error.description)")
+        }
+        let expected = report.payloadDigest!
+        guard constantTimeEqual(digest.span, expected.span) else {
+            report.signer = nil
+            return fail(.digestMismatch, "payload SHA-256 is \(digest.hexText), the descriptor says \(expected.hexText)")
+        }
+        if descriptor.hasVerity {
+            // Every block of the tree, not just its top: rebuilt from the proven payload and
+            // compared byte for byte, so dm-verity will accept every block it reads later.
+            do {
+                if let problem = try VerityBuilder.check(store, offset: offset, descriptor: descriptor) {
+                    report.signer = nil
+                    return fail(.digestMismatch, problem)
+                }
+            } catch {
+                return fail(error.code, error.message)
+            }
+        }
+        return report
+    }
+}
+
+extension ImageVerification {
+    /// Steps 2-5 of verification on descriptor bytes alone (their offset in the
+    /// partition is `descriptorOffset`): bounds, trusted key, key kind, signature. On
+    /// success `signer` is set; the payload digest is the caller's to check. Used for
+    /// images (after the footer) and for streams (before the payload arrives).
+    public static func verifyDescriptor(_ descriptorBytes: [UInt8], descriptorOffset: UInt64, keys: KeyDirectory,
+                                        into start: ImageReport = .init(code: .ok)) -> ImageReport {
+        var report = start
+        func fail(_ code: StatusCode, _ reason: String) -> ImageReport {
+            report.code = code
+            report.reason = reason
+            report.signer = nil
+            return report
+        }
+        let descriptor: SlotDescriptor
+        do { descriptor = try SlotDescriptor.parse(descriptorBytes.span, descriptorOffset: descriptorOffset) } catch {
+            return fail(error.statusCode, error.reason.description)
+        }
+        report.descriptor = descriptor
+        let keyID = report.keyID!
+        guard let key = keys.key(id: keyID) else {
+            return fail(.untrustedKey, "signed by key \(keyID.hexText), which is not in \(keys.path)")
+        }
+        guard key.kind.algorithm == descriptor.signatureAlgorithm else {
+            return fail(.keyAlgorithmMismatch,
+                        "descriptor says \(descriptor.signatureAlgorithm.name) but key \(key.path) is \(key.kind)")
+        }
+        let message = Array(descriptorBytes[0..<SlotDescriptor.signedSize])
+        let signature = Array(descriptorBytes[SlotDescriptor.signedSize...])
+        do {
+            guard try key.verify(message: message, signature: signature, algorithm: descriptor.signatureAlgorithm) else {
+                return fail(.signatureInvalid, "descriptor signature does not verify with \(key.path)")
+            }
+        } catch {
+            return fail(.cryptoError, error.message)
+        }
+        report.signer = key
+        return report
+    }
+}
