@@ -244,6 +244,19 @@ public enum InstallFlow {
         return FlowError(error.code, "\(error.message); slot \(name) stays unbootable")
     }
 
+    /// The slot `install` writes when none is named: the one that is not running, on a
+    /// disk with exactly two slots. Called by the CLI before it opens the image.
+    public static func defaultTarget(_ table: LoadedTable, booted: UInt8?) throws(FlowError) -> UInt8 {
+        guard let booted else {
+            throw FlowError(.usage, "install: no booted slot recorded, so the inactive slot is unknown; name it with --slot")
+        }
+        let others = (0..<table.slots.count).map { table.slots[$0].letter }.filter { $0 != booted }
+        guard others.count == 1 else {
+            throw FlowError(.usage, "install: \(others.count) slots besides the running one; name the target with --slot")
+        }
+        return others[0]
+    }
+
     /// The running slot is never a target, and must itself be confirmed: the target is
     /// made unbootable before it is written, so while the running slot is on trial an
     /// interrupted install plus a failed trial would leave nothing to boot.

@@ -16,6 +16,17 @@ public struct SignedSlotVerifier: SlotVerifier {
         self.hasher = hasher
     }
 
+    /// The boot verifier `boot` and `mark-successful` use. A key directory without a
+    /// single usable key is a configuration error, refused (21) before any slot is
+    /// judged, so that a missing key never marks every slot unbootable.
+    public static func requiringKeys(_ keys: KeyDirectory, counters: RollbackCounters?) throws(FlowError) -> SignedSlotVerifier {
+        guard !keys.keys.isEmpty else {
+            let why = keys.problems.isEmpty ? "it holds no *.pem public key" : keys.problems.joined(separator: "; ")
+            throw FlowError(.untrustedKey, "no trusted key in \(keys.path) (\(why)); no slot was judged or changed")
+        }
+        return SignedSlotVerifier(keys: keys, counters: counters)
+    }
+
     public var name: String { counters == nil ? "signature" : "signature+rollback" }
 
     public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {

@@ -12,13 +12,12 @@ struct Invocation {
     var overrides = Settings()
     var given: Set<String> = []
 
-    static let globalValued = ["--disk", "--keys", "--counters", "--config", "--booted-file", "--cmdline-file",
-                               "--sector-size", "--verification", "--lock-timeout", "--io-timeout"]
-    static let commandValued = ["--tries", "--slots", "--slot-size", "--size", "--name", "--key", "--rollback-index",
-                                "--rollback-location", "--version", "-o", "--image", "--slot", "--partition-size", "--locations", "--salt",
-                                "--stream-timeout"]
-    static let commandSwitches = ["--dry-run", "--force", "--stream", "--verity", "--shell"]
+    /// Whether --help (or -h) was given: help for the command, or the usage.
+    var helpRequested = false
 
+    /// Splits the words of the command line by the grammar (Grammar.swift): global options
+    /// anywhere, the command word, its options and positional arguments. Which options a
+    /// command takes is checked when it runs.
     static func parse(_ args: [String]) throws(CLIError) -> Invocation {
         var line = Invocation()
         var i = 0
@@ -34,30 +33,18 @@ struct Invocation {
                 name = String(arg[..<eq])
                 inline = String(arg[arg.index(after: eq)...])
             }
-            if globalValued.contains(name) {
-                let v: String
-                if let inline { v = inline } else { v = try value(name) }
-                line.given.insert(name)
-                switch name {
-                case "--disk": line.overrides.disk = v
-                case "--keys": line.overrides.keys = v
-                case "--counters": line.overrides.counters = v
-                case "--config": line.configPath = v; line.configGiven = true
-                case "--booted-file": line.overrides.bootedFile = v
-                case "--cmdline-file": line.overrides.cmdlineFile = v
-                case "--verification": line.overrides.verification = try parseVerification(v, source: "--verification")
-                case "--lock-timeout": line.overrides.lockTimeout = try parseLockTimeout(v, source: "--lock-timeout")
-                case "--io-timeout": line.overrides.ioTimeout = try parseIOTimeout(v, source: "--io-timeout")
-                default: line.overrides.sectorSize = try parseSectorSize(v, source: "--sector-size")
+            if let global = Grammar.global(name) {
+                var v = ""
+                if global.option.value != nil {
+                    if let inline { v = inline } else { v = try value(name) }
                 }
-            } else if name == "--json" {
-                line.overrides.json = true
                 line.given.insert(name)
+                try global.apply(&line, v)
             } else if name == "--help" || name == "-h" {
-                line.command = "help"
-            } else if commandValued.contains(name) {
+                line.helpRequested = true
+            } else if Grammar.valued.contains(name) {
                 if let inline { line.flags[name] = inline } else { line.flags[name] = try value(name) }
-            } else if commandSwitches.contains(name) {
+            } else if Grammar.switches.contains(name) {
                 line.switches.insert(name)
             } else if arg.hasPrefix("-") && arg != "-" {
                 throw CLIError(.usage, "unknown option \(arg) (see slotctl --help)")

@@ -173,6 +173,15 @@ enum Render {
         return ""
     }
 
+    /// The result of a command that changed one slot (mark-*, set-active).
+    static func changedSlotJSON(_ report: ChangeReport, warnings: [String]) -> JSONObject {
+        var json = slotJSON(report.slots[report.index], report.table)
+        json.set("slot", BootControl.letterText(report.slots[report.index].letter))
+        json.set("wrote", report.wrote)
+        json.set("warnings", strings: warnings)
+        return json
+    }
+
     /// One line for status.
     static func imageSummary(_ report: ImageReport) -> String {
         guard let d = report.descriptor else { return "refused (\(report.code.name)): \(report.reason ?? "")" }

@@ -1,0 +1,192 @@
+import SlotCore
+import SlotFlows
+
+/// One option: its spelling, the placeholder of its value (nil for a switch), whether
+/// the command needs it, and one line of help.
+struct OptionSpec: Sendable {
+    let name: String
+    let value: String?
+    let required: Bool
+    let help: String
+
+    init(_ name: String, _ value: String? = nil, required: Bool = false, help: String) {
+        self.name = name
+        self.value = value
+        self.required = required
+        self.help = help
+    }
+
+    /// `--tries N`, `--dry-run`.
+    var spelled: String { value.map { "\(name) \($0)" } ?? name }
+}
+
+/// One command, declared once: the parser, the validation of its options and arguments,
+/// `--help` and the usage summary are all made from this (spec/cli.md is its prose).
+struct CommandSpec: Sendable {
+    let name: String
+    /// The positional arguments as usage shows them, e.g. "[SLOT]" or "IMAGE|-".
+    let arguments: String
+    let positional: ClosedRange<Int>
+    let options: [OptionSpec]
+    /// One line: what the command does.
+    let summary: String
+    /// A few lines for `--help`: defaults, exit status, an example.
+    let details: String
+    let run: @Sendable (inout Commands) throws(CLIError) -> Commands.Outcome
+
+    /// `set-active SLOT [--tries N]`.
+    var usage: String {
+        var words = [name]
+        if !arguments.isEmpty { words.append(arguments) }
+        for option in options { words.append(option.required ? option.spelled : "[\(option.spelled)]") }
+        return words.joined(separator: " ")
+    }
+}
+
+/// A global option: accepted before or after the command, applied to the invocation.
+struct GlobalOptionSpec: Sendable {
+    let option: OptionSpec
+    let apply: @Sendable (inout Invocation, String) throws(CLIError) -> Void
+}
+
+/// slotctl's command line, declared once (spec/cli.md).
+enum Grammar {
+    static let globalOptions: [GlobalOptionSpec] = [
+        .init(option: OptionSpec("--disk", "PATH", help: "the slot disk: a block device or an image file (config: disk)")) { $0.overrides.disk = $1 },
+        .init(option: OptionSpec("--keys", "DIR", help: "trusted public keys, *.pem (default /etc/slotctl/keys; config: keys)")) {
+            $0.overrides.keys = $1
+        },
+        .init(option: OptionSpec("--counters", "SPEC", help: "rollback counters: file:PATH, tpm:/dev/tpmrm0 or tpm:tcp:HOST:PORT "
+                                 + "(default none: rollback not enforced; config: counters)")) { $0.overrides.counters = $1 },
+        .init(option: OptionSpec("--config", "FILE", help: "the config file (default /etc/slotctl.conf; flags win over it)")) {
+            $0.configPath = $1
+            $0.configGiven = true
+        },
+        .init(option: OptionSpec("--json", help: "one JSON object on stdout, with the exit code and its name")) { line, _ in
+            line.overrides.json = true
+        },
+        .init(option: OptionSpec("--booted-file", "PATH", help: "where boot records the booted slot (default /run/slotctl/booted)")) {
+            $0.overrides.bootedFile = $1
+        },
+        .init(option: OptionSpec("--cmdline-file", "PATH", help: "the kernel command line, for slotctl.slot= (default /proc/cmdline)")) {
+            $0.overrides.cmdlineFile = $1
+        },
+        .init(option: OptionSpec("--sector-size", "512|4096", help: "an image file's sector size (default: probed)")) { (line, value) throws(CLIError) in
+            line.overrides.sectorSize = try parseSectorSize(value, source: "--sector-size")
+        },
+        .init(option: OptionSpec("--verification", "signature|none", help: "check slot images at boot (default signature)")) {
+            (line, value) throws(CLIError) in line.overrides.verification = try parseVerification(value, source: "--verification")
+        },
+        .init(option: OptionSpec("--lock-timeout", "SECONDS", help: "how long to wait for the disk's lock (default 10)")) {
+            (line, value) throws(CLIError) in line.overrides.lockTimeout = try parseLockTimeout(value, source: "--lock-timeout")
+        },
+        .init(option: OptionSpec("--io-timeout", "SECONDS", help: "how long one disk operation may take, plus 1 s per MiB "
+                                 + "(default 30; 0: unbounded)")) {
+            (line, value) throws(CLIError) in line.overrides.ioTimeout = try parseIOTimeout(value, source: "--io-timeout")
+        },
+    ]
+
+    static let tries = OptionSpec("--tries", "N", help: "boots on trial before it falls back (1...15, default \(Policy.defaultTries))")
+
+    static let commands: [CommandSpec] = [
+        CommandSpec(name: "status", arguments: "", positional: 0...0, options: [],
+                    summary: "the table copies, each slot's state and image, the counters",
+                    details: "Reads only: a copy needing repair or a state needing normalization is reported, not written.",
+                    run: { (c) throws(CLIError) in try c.status() }),
+        CommandSpec(name: "boot", arguments: "", positional: 0...0,
+                    options: [OptionSpec("--dry-run", help: "choose and verify, write nothing"),
+                              OptionSpec("--shell", help: "print NAME='value' lines for the initramfs hook")],
+                    summary: "choose a slot, spend one try, verify it; print its name",
+                    details: "A slot that fails verification is marked unbootable and the next is tried.\n"
+                        + "Exit 50: no slot is bootable (the hook goes to recovery).",
+                    run: { (c) throws(CLIError) in try c.boot() }),
+        CommandSpec(name: "mark-successful", arguments: "[SLOT]", positional: 0...1, options: [],
+                    summary: "confirm a slot (default: the booted one) and raise its rollback counter",
+                    details: "Run after the post-boot health checks passed. Exit 51: the slot is not bootable.",
+                    run: { (c) throws(CLIError) in try c.mark(successful: true) }),
+        CommandSpec(name: "mark-failed", arguments: "[SLOT]", positional: 0...1, options: [],
+                    summary: "make a slot unbootable (default: the booted one); exits 40",
+                    details: "Run when the post-boot health checks failed: the next boot falls back.",
+                    run: { (c) throws(CLIError) in try c.mark(successful: false) }),
+        CommandSpec(name: "set-active", arguments: "SLOT", positional: 1...1, options: [tries],
+                    summary: "make a slot boot next (priority 15), on trial",
+                    details: "Example: slotctl set-active b --tries 3",
+                    run: { (c) throws(CLIError) in try c.setActive() }),
+        CommandSpec(name: "format", arguments: "", positional: 0...0,
+                    options: [OptionSpec("--size", "BYTES", help: "create an image file this large first (e.g. 64M)"),
+                              OptionSpec("--slots", "N", help: "number of slots (default 2)"),
+                              OptionSpec("--slot-size", "BYTES", help: "size of each slot (default 16M)"),
+                              OptionSpec("--name", "PREFIX", help: "partition names PREFIX_a, PREFIX_b, ... (default root)"),
+                              OptionSpec("--force", help: "replace a table, file system or signature the disk holds")],
+                    summary: "write a fresh GPT with unbootable slots",
+                    details: "Refuses (65) a disk that holds anything, naming what it found, unless --force.",
+                    run: { (c) throws(CLIError) in try c.format() }),
+        CommandSpec(name: "verify", arguments: "[SLOT]", positional: 0...1,
+                    options: [OptionSpec("--image", "FILE", help: "verify an image file instead of a slot")],
+                    summary: "check a slot's (or an image file's) signature, key, digest and rollback index",
+                    details: "Always checks signatures, whatever --verification says. Default slot: the booted one.",
+                    run: { (c) throws(CLIError) in try c.verify() }),
+        CommandSpec(name: "install", arguments: "IMAGE|-", positional: 1...1,
+                    options: [OptionSpec("--slot", "SLOT", help: "the target (default: the slot not running, of two)"), tries,
+                              OptionSpec("--stream-timeout", "SECONDS", help: "give up on a stream silent this long (default 30)")],
+                    summary: "verify an image, write it to the inactive slot, read it back, activate it",
+                    details: "IMAGE - (or a FIFO or pipe) is read as a stream made by sign --stream.\n"
+                        + "Example: curl -s URL | slotctl install -",
+                    run: { (c) throws(CLIError) in try c.install() }),
+        CommandSpec(name: "counters", arguments: "[provision]", positional: 0...1,
+                    options: [OptionSpec("--locations", "N", help: "with provision: how many locations (default 8)")],
+                    summary: "show the rollback counters (provision: create them)",
+                    details: "Needs --counters or 'counters =' in the config.",
+                    run: { (c) throws(CLIError) in try c.countersCommand() }),
+        CommandSpec(name: "sign", arguments: "PAYLOAD", positional: 1...1,
+                    options: [OptionSpec("--key", "PEM", required: true, help: "the private key (ed25519, EC P-256, RSA 3072/4096)"),
+                              OptionSpec("--rollback-index", "N", required: true, help: "the image's security version (0...65535)"),
+                              OptionSpec("--rollback-location", "L", help: "its counter location (default 0)"),
+                              OptionSpec("--version", "S", help: "a version string for people (up to 63 bytes)"),
+                              OptionSpec("--partition-size", "BYTES", help: "size the image to the slot partition"),
+                              OptionSpec("--verity", help: "add a dm-verity hash tree"),
+                              OptionSpec("--salt", "HEX", help: "with --verity: the salt (default random)"),
+                              OptionSpec("--stream", help: "write the stream form, for install -"),
+                              OptionSpec("-o", "IMAGE", required: true, help: "the output file")],
+                    summary: "make a signed image of PAYLOAD",
+                    details: "Example: slotctl sign --key release.pem --rollback-index 4 --verity rootfs.img -o rootfs.signed",
+                    run: { (c) throws(CLIError) in try c.sign() }),
+    ]
+
+    static func command(_ name: String) -> CommandSpec? { commands.first { $0.name == name } }
+
+    static func global(_ name: String) -> GlobalOptionSpec? { globalOptions.first { $0.option.name == name } }
+
+    /// Command options that take a value, and switches, over all commands: the parser
+    /// accepts them anywhere and the command then checks they are its own.
+    static let valued: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value != nil }.map(\.name) })
+    static let switches: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value == nil }.map(\.name) })
+
+    static let exitCodes = "exit codes: 0 ok; 10-11 download failed; 20-29 verification failed; 30-34 install failed; "
+        + "40 marked failed; 50-51 no bootable slot; 60-63 slot table unusable; 64 usage; 65 write refused; "
+        + "66 disk locked; 70 internal"
+
+    /// `slotctl --help`.
+    static var usage: String {
+        var text = "usage: slotctl [OPTIONS] COMMAND [ARGUMENTS]\ncommands:\n"
+        for command in commands { text += row(command.usage, command.summary) }
+        text += "options (before or after the command):\n"
+        for global in globalOptions { text += row(global.option.spelled, global.option.help) }
+        text += "`slotctl COMMAND --help` describes one command.\n" + exitCodes
+        return text
+    }
+
+    /// `slotctl COMMAND --help`.
+    static func help(_ command: CommandSpec) -> String {
+        var text = "usage: slotctl [OPTIONS] \(command.usage)\n\(command.summary)\n"
+        for option in command.options { text += row(option.spelled, option.help) }
+        text += command.details + "\n`slotctl --help` lists the options every command takes.\n" + exitCodes
+        return text
+    }
+
+    /// "  left   right", the right column at 34; a left too long for it gets its own line.
+    private static func row(_ left: String, _ right: String) -> String {
+        guard left.count <= 30 else { return "  " + left + "\n" + String(repeating: " ", count: 34) + right + "\n" }
+        return "  " + left + String(repeating: " ", count: 32 - left.count) + right + "\n"
+    }
+}

@@ -1,0 +1,113 @@
+import SlotCore
+import SlotCounters
+import SlotCrypto
+import SlotFlows
+import SlotStorage
+
+/// The commands that move a slot's state: `boot`, `mark-successful`, `mark-failed`,
+/// `set-active`.
+extension Commands {
+    mutating func boot() throws(CLIError) -> Outcome {
+        let dryRun = line.switches.contains("--dry-run")
+        let store = try openDisk(writable: !dryRun)
+        let verifier = try verifier(try counters())
+        let report = try flow { () throws(FlowError) in try BootControl.boot(store, verifier: verifier, dryRun: dryRun) }
+        let slot = report.slots[report.chosen]
+        let name = BootControl.letterText(slot.letter)
+        warnings += report.warnings
+        for item in report.rejected {
+            warnings.append("slot \(BootControl.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); marked unbootable")
+        }
+        for item in report.unreadable {
+            warnings.append("slot \(BootControl.letterText(item.letter)) skipped this boot (\(item.code.name)): \(item.reason); "
+                + "not marked, it is tried again at the next boot")
+        }
+        if !dryRun {
+            // The decision is on disk already; a missing record only costs mark-* its default.
+            let record = BootedRecord(letter: slot.letter, claim: report.claim)
+            do { try SystemFiles.writeAtomically(settings.bootedFile, record.text) } catch {
+                warnings.append("booted slot not recorded: \(error.message)")
+            }
+        }
+        let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
+        var json = Render.slotJSON(slot, report.table)
+        json.set("slot", name)
+        json.set("dry_run", dryRun)
+        json.set("consumed_try", report.consumedTry)
+        json.set("wrote", report.wrote)
+        json.set("device", device)
+        json.set("offset", report.table.byteOffset(slot))
+        json.set("size", report.table.byteSize(slot))
+        json.set("verification", settings.verification.rawValue)
+        var verity: SlotDescriptor?
+        // The descriptor the verifier proved, never a second read of the disk (spec/security.md).
+        if verifies, let descriptor = report.descriptor, descriptor.hasVerity {
+            verity = descriptor
+            json.set("verity", Render.verityJSON(descriptor, device: device))
+        } else {
+            json.setNull("verity")
+        }
+        func verdicts(_ items: [(letter: UInt8, code: StatusCode, reason: String)]) -> [JSONObject] {
+            items.map { item in
+                var o = JSONObject()
+                o.set("slot", BootControl.letterText(item.letter))
+                o.set("code", Int(item.code.rawValue))
+                o.set("status", item.code.name.description)
+                o.set("reason", item.reason)
+                return o
+            }
+        }
+        json.set("rejected", verdicts(report.rejected))
+        json.set("unreadable", verdicts(report.unreadable))
+        json.set("warnings", strings: warnings)
+        guard line.switches.contains("--shell") else { return (.ok, name + "\n", json) }
+        return (.ok, Render.bootShell(slot, report.table, device: device, verity: verity,
+                                      verification: settings.verification.rawValue), json)
+    }
+
+    mutating func mark(successful: Bool) throws(CLIError) -> Outcome {
+        let letter: UInt8
+        if let named = line.positional.first { letter = try slotArgument(named) } else { letter = try bootedSlot() }
+        let store = try openDisk(writable: true)
+        let counters = successful && verifies ? try counters() : nil
+        let verifier: SlotVerifier = successful ? try verifier(counters) : TableOnlyVerifier()
+        let booted = try bootedRecordIfAny().map { (letter: $0.letter, claim: $0.claim) }
+        let report = try flow { () throws(FlowError) in
+            successful ? try BootControl.markSuccessful(store, slot: letter, verifier: verifier, counters: counters,
+                                                      booted: booted)
+                       : try BootControl.markFailed(store, slot: letter)
+        }
+        warnings += report.warnings
+        let name = BootControl.letterText(letter)
+        var json = Render.changedSlotJSON(report, warnings: warnings)
+        if let raised = report.raised {
+            var r = JSONObject()
+            r.set("location", Int(raised.location))
+            r.set("from", raised.from)
+            r.set("to", raised.to)
+            json.set("counter", r)
+        } else {
+            json.setNull("counter")
+        }
+        if successful {
+            var text = "slot \(name) marked successful\n"
+            if let raised = report.raised {
+                text += raised.to > raised.from
+                    ? "rollback counter at location \(raised.location) raised from \(raised.from) to \(raised.to)\n"
+                    : "rollback counter at location \(raised.location) already at \(raised.from)\n"
+            }
+            return (.ok, text, json)
+        }
+        return (.postcheckFailed, "slot \(name) marked failed: unbootable until set-active or a new install\n", json)
+    }
+
+    mutating func setActive() throws(CLIError) -> Outcome {
+        let letter = try slotArgument(line.positional[0])
+        let tries = try triesOption()
+        let store = try openDisk(writable: true)
+        let report = try flow { () throws(FlowError) in try BootControl.setActive(store, slot: letter, tries: tries) }
+        warnings += report.warnings
+        let name = BootControl.letterText(letter)
+        return (.ok, "slot \(name) active: priority 15, \(tries) tries\n", Render.changedSlotJSON(report, warnings: warnings))
+    }
+}

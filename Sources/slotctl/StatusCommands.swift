@@ -1,0 +1,117 @@
+import SlotCore
+import SlotCounters
+import SlotCrypto
+import SlotFlows
+import SlotStorage
+
+/// The reading commands: `status` and `verify`.
+extension Commands {
+    /// Image findings with the rollback verdict, for status and verify.
+    func imageReport(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
+                             counters: RollbackCounters?, hasher: PayloadHasher) -> (ImageReport, JSONObject, String) {
+        var report = ImageVerification.verify(store, offset: offset, size: size, keys: keys, hasher: hasher)
+        ImageVerification.judgeRollback(&report, counters)
+        var json = Render.imageJSON(report)
+        let note = Render.rollback(report, into: &json)
+        return (report, json, note)
+    }
+
+    func status() throws(CLIError) -> Outcome {
+        let store = try openDisk(writable: false)
+        let report = try flow { () throws(FlowError) in try BootControl.status(store) }
+        let booted = try? bootedSlot()
+        var json = Render.tableJSON(report.table, store: store)
+        var text = Render.tableText(report.table, store: store)
+        let keys = verifies ? KeyDirectory(path: settings.keys) : nil
+        let counters = try counters()
+        let hasher = PayloadHasher()
+        var slots: [JSONObject] = []
+        text += "slot  part  label             prio  tries  successful  bootable  first_lba..last_lba\n"
+        for i in 0..<report.slots.count {
+            let slot = report.slots[i]
+            var item = Render.slotJSON(slot, report.table)
+            var notes: [String] = []
+            if report.normalization.clearedTries >> UInt32(i) & 1 == 1 { notes.append("successful with tries: tries cleared") }
+            if report.normalization.exhausted >> UInt32(i) & 1 == 1 { notes.append("no tries left: priority set to 0") }
+            item.set("normalized", strings: notes)
+            text += Render.slotRow(slot, report.table)
+            for note in notes { text += "      normalized at next write: \(note)\n" }
+            if let keys {
+                let (image, imageJSON, note) = imageReport(store, offset: report.table.byteOffset(slot),
+                                                           size: report.table.byteSize(slot), keys: keys,
+                                                           counters: counters, hasher: hasher)
+                item.set("image", imageJSON)
+                text += "      image: " + Render.imageSummary(image) + (note.isEmpty ? "" : "; \(note)") + "\n"
+            }
+            slots.append(item)
+        }
+        json.set("slots", slots)
+        if let next = report.nextBoot {
+            json.set("next_boot", BootControl.letterText(report.slots[next].letter))
+            text += "next boot: slot \(BootControl.letterText(report.slots[next].letter))" + (verifies ? " (if its image verifies)\n" : "\n")
+        } else {
+            json.setNull("next_boot")
+            text += "next boot: none (no bootable slot)\n"
+        }
+        if let booted {
+            json.set("booted", BootControl.letterText(booted))
+            text += "booted: slot \(BootControl.letterText(booted))\n"
+        } else {
+            json.setNull("booted")
+        }
+        json.set("verification", settings.verification.rawValue)
+        if let keys {
+            json.set("keys", keys.path)
+            json.set("key_count", keys.keys.count)
+            json.set("key_problems", strings: keys.problems)
+            text += "verification: signature, \(keys.keys.count) trusted key(s) in \(keys.path)\n"
+            for problem in keys.problems { text += "  key problem: \(problem)\n" }
+        } else {
+            text += "verification: NONE (verification = none: slots are booted without signature checks)\n"
+        }
+        let (countersJSON, countersText, _) = countersSummary(counters)
+        json.set("counters", countersJSON)
+        text += countersText
+        return (.ok, text, json)
+    }
+
+    /// `verify SLOT` or `verify --image FILE`: always checks signatures, whatever
+    /// `verification` says, since that is what was asked.
+    func verify() throws(CLIError) -> Outcome {
+        let keys = KeyDirectory(path: settings.keys)
+        let hasher = PayloadHasher()
+        let report: ImageReport
+        var subject: String
+        var json = JSONObject()
+        if let image = line.flags["--image"] {
+            guard line.positional.isEmpty else { throw CLIError(.usage, "verify: give a SLOT or --image FILE, not both") }
+            let store: FileBlockStore
+            do { store = try FileBlockStore(path: image, writable: false, sectorSize: 512) } catch {
+                throw CLIError(Commands.code(opening: error), "verify: \(error.description)")
+            }
+            report = imageReport(store, offset: 0, size: store.byteCount, keys: keys, counters: try counters(), hasher: hasher).0
+            subject = "image \(image)"
+            json.set("image", image)
+        } else {
+            let letter: UInt8
+            if let named = line.positional.first { letter = try slotArgument(named) } else { letter = try bootedSlot() }
+            let store = try openDisk(writable: false)
+            let table = try flow { () throws(FlowError) in try TableStore.load(store) }
+            guard let index = table.slots.index(ofLetter: letter) else {
+                throw CLIError(.usage, "no slot \(BootControl.letterText(letter)) in the slot table")
+            }
+            let slot = table.slots[index]
+            report = imageReport(store, offset: table.byteOffset(slot), size: table.byteSize(slot), keys: keys,
+                                 counters: try counters(), hasher: hasher).0
+            subject = "slot \(BootControl.letterText(letter)) (partition \(table.partitionNumber(slot)) of \(store.path))"
+            json.set("slot", BootControl.letterText(letter))
+            json.set("partition", table.partitionNumber(slot))
+        }
+        json.set("verified", report.verified)
+        json.set("image_report", Render.imageJSON(report))
+        var text = "\(subject)\n" + Render.imageDetails(report)
+        for problem in keys.problems { text += "key problem: \(problem)\n" }
+        if report.verified { return (.ok, text, json) }
+        throw CLIError(report.code, "verify: \(subject): \(report.reason ?? "refused")", details: text)
+    }
+}
