@@ -77,9 +77,10 @@ public final class FileCounters: RollbackCounters {
     /// raising or provisioning at once never lose one's write (spec/locking.md).
     func exclusively<T>(_ body: () throws(CounterError) -> T) throws(CounterError) -> T {
         let lockPath = path + ".lock"
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
-        guard fd >= 0 else { throw CounterError("\(lockPath): cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode: 0o600) } catch {
+            throw CounterError("\(lockPath): cannot open: \(error)")
+        }
         do { try FileLock.acquire(fd, .exclusive, timeout: FileCounters.lockTimeout, path: lockPath) } catch {
             throw CounterError(error.description)
         }

@@ -2,6 +2,7 @@ import SlotCore
 #if canImport(Glibc)
 import Glibc
 #endif
+import SlotStorage
 
 /// The trusted public keys: every `*.pem` file in one directory (default
 /// `/etc/slotctl/keys`). The directory and each key must pass `TrustedFiles`' rule (no
@@ -19,30 +20,29 @@ public struct KeyDirectory {
     /// signed slot then fails as signed by an untrusted key), with the reason in `problems`.
     public init(path: String) {
         self.path = path
-        let opened: Int32?
+        let opened: FileDescriptor?
         do { opened = try TrustedFiles.open(path, .directory) } catch {
             problems.append(error.message)
             return
         }
         // Listed and read through the checked descriptor, never the path again, so the
-        // directory checked is the directory read.
-        guard let dirfd = opened, let directory = fdopendir(dirfd) else {
-            problems.append("\(path): cannot open key directory: \(String(cString: strerror(opened == nil ? ENOENT : errno)))")
-            if let opened { close(opened) }
+        // directory checked is the directory read (fdopendir owns a duplicate of it).
+        guard let checked = opened, let listing = try? checked.duplicate(), let directory = fdopendir(listing) else {
+            problems.append("\(path): cannot open key directory: \(opened == nil ? Errno(ENOENT) : Errno.current)")
             return
         }
         defer { closedir(directory) }
         var names: [String] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
             if name.hasSuffix(".pem") && !name.hasPrefix(".") { names.append(name) }
         }
         for name in names.sorted() {
             let file = path + "/" + name
             let read: [UInt8]?
-            do { read = try TrustedFiles.read(name, in: dirfd, shownAs: file) } catch {
+            do { read = try TrustedFiles.read(name, in: checked, shownAs: file) } catch {
                 problems.append(error.message)
                 continue
             }

@@ -24,12 +24,13 @@ public enum DiskSignatures {
     /// Every signature on `path` (an image file or block device), in probe order.
     /// Probing reads only; an error opening or probing is thrown, never taken as "empty".
     public static func probe(path: String) throws(StorageError) -> [Found] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw StorageError(.open, path: path, detail: "cannot open to probe: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
+            throw StorageError(.open, path: path, detail: "cannot open to probe: \(error)")
+        }
         guard let probe = blkid_new_probe() else { throw StorageError(.read, path: path, detail: "libblkid: cannot create a probe") }
         defer { blkid_free_probe(probe) }
-        guard blkid_probe_set_device(probe, fd, 0, 0) == 0 else {
+        guard blkid_probe_set_device(probe, fd.raw, 0, 0) == 0 else {
             throw StorageError(.read, path: path, detail: "libblkid cannot probe it")
         }
         blkid_probe_enable_superblocks(probe, 1)

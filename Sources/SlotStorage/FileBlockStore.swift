@@ -33,11 +33,11 @@ public final class FileBlockStore: BlockStore {
     public let byteCount: UInt64
     public let isBlockDevice: Bool
     public let identity: FileIdentity
-    private let fd: Int32
+    private let fd: FileDescriptor
     private let mayWrite: Bool
     /// The read-write descriptor, opened at the first write: a command that turns out to
     /// write nothing (boot of a confirmed slot, a no-op mark) works on read-only media.
-    private var writeFD: Int32 = -1
+    private var writeFD: FileDescriptor?
     /// Bytes written since the last flush: a flush's deadline grows with them (IOWatchdog).
     private var unflushed: UInt64 = 0
 
@@ -50,42 +50,29 @@ public final class FileBlockStore: BlockStore {
         self.path = path
         self.mayWrite = writable
         // O_NONBLOCK only for the open: a FIFO must not block it; the type check follows.
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())") }
-        fd = descriptor
-        if let lock {
-            do { try FileLock.acquire(fd, lock.mode, timeout: lock.timeout, path: path) } catch {
-                Glibc.close(fd)
-                throw error
-            }
+        do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
+            throw StorageError(.open, path: path, detail: "cannot open: \(error)")
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let text = errnoText()
-            Glibc.close(fd)
-            throw StorageError(.open, path: path, detail: "cannot stat: \(text)")
-        }
+        if let lock { try FileLock.acquire(fd, lock.mode, timeout: lock.timeout, path: path) }
+        let info: stat
+        do { info = try fd.status() } catch { throw StorageError(.open, path: path, detail: "cannot stat: \(error)") }
         let type = info.st_mode & S_IFMT
         guard type == S_IFREG || type == S_IFBLK else {
-            Glibc.close(fd)
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not an image file or a block device")
         }
-        SmallFiles.blockingFromNowOn(fd)
+        fd.blockFromNowOn()
         identity = FileIdentity(info)
         isBlockDevice = type == S_IFBLK
         if isBlockDevice {
             var size: UInt64 = 0
             var logical: Int32 = 0
-            guard ioctl(fd, FileBlockStore.blkGetSize64, &size) == 0,
-                  ioctl(fd, FileBlockStore.blkSSZGet, &logical) == 0 else {
-                let text = errnoText()
-                Glibc.close(fd)
-                throw StorageError(.geometry, path: path, detail: "cannot read device geometry: \(text)")
+            guard ioctl(fd.raw, FileBlockStore.blkGetSize64, &size) == 0,
+                  ioctl(fd.raw, FileBlockStore.blkSSZGet, &logical) == 0 else {
+                throw StorageError(.geometry, path: path, detail: "cannot read device geometry: \(Errno.current)")
             }
             byteCount = size
             sectorSize = Int(logical)
             if let requested, requested != sectorSize {
-                Glibc.close(fd)
                 throw StorageError(.geometry, path: path,
                                    detail: "device has \(sectorSize)-byte sectors, not \(requested)")
             }
@@ -94,7 +81,6 @@ public final class FileBlockStore: BlockStore {
             sectorSize = requested ?? FileBlockStore.probeSectorSize(fd: fd, byteCount: UInt64(info.st_size))
         }
         guard sectorSize == 512 || sectorSize == 4096 else {
-            Glibc.close(fd)
             throw StorageError(.geometry, path: path, detail: "unsupported sector size \(sectorSize)")
         }
     }
@@ -102,8 +88,7 @@ public final class FileBlockStore: BlockStore {
     deinit {
         // The write descriptor first: udev sees the close after a write while the lock on
         // `fd` still holds, and probes once it is released.
-        if writeFD >= 0 { Glibc.close(writeFD) }
-        Glibc.close(fd)
+        writeFD = nil
     }
 
 
@@ -120,19 +105,17 @@ public final class FileBlockStore: BlockStore {
 
     /// The read-write descriptor, opened on first use: the path again, read-write, and
     /// refused unless it is still the file read so far.
-    private func writer() throws(StorageError) -> Int32 {
-        if writeFD >= 0 { return writeFD }
+    private func writer() throws(StorageError) -> FileDescriptor {
+        if let writeFD { return writeFD }
         guard mayWrite else { throw StorageError(.readOnly, path: path, detail: "opened read-only") }
-        let descriptor = Glibc.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else {
-            throw StorageError(.open, path: path, detail: "cannot open for writing: \(errnoText())")
+        let descriptor: FileDescriptor
+        do { descriptor = try FileDescriptor.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK) } catch {
+            throw StorageError(.open, path: path, detail: "cannot open for writing: \(error)")
         }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0, FileIdentity(info) == identity else {
-            Glibc.close(descriptor)
+        guard let info = try? descriptor.status(), FileIdentity(info) == identity else {
             throw StorageError(.open, path: path, detail: "changed while slotctl was reading it; nothing was written")
         }
-        SmallFiles.blockingFromNowOn(descriptor)
+        descriptor.blockFromNowOn()
         writeFD = descriptor
         return descriptor
     }
@@ -141,11 +124,11 @@ public final class FileBlockStore: BlockStore {
     static let blkGetSize64: UInt = 0x8008_1272
     static let blkSSZGet: UInt = 0x1268
 
-    private static func probeSectorSize(fd: Int32, byteCount: UInt64) -> Int {
+    private static func probeSectorSize(fd: FileDescriptor, byteCount: UInt64) -> Int {
         func hasSignature(at offset: UInt64) -> Bool {
             guard offset + 8 <= byteCount else { return false }
             var word: UInt64 = 0
-            let got = withUnsafeMutableBytes(of: &word) { pread(fd, $0.baseAddress, 8, off_t(offset)) }
+            let got = withUnsafeMutableBytes(of: &word) { try? fd.read(into: $0, at: offset) }
             return got == 8 && UInt64(littleEndian: word) == 0x5452_4150_2049_4645
         }
         for size: UInt64 in [512, 4096] where hasSignature(at: size) { return Int(size) }
@@ -154,53 +137,41 @@ public final class FileBlockStore: BlockStore {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(StorageError) {
-        var done = 0
         IOWatchdog.begin(.read, path: path, offset: offset, bytes: UInt64(buffer.count))
         defer { IOWatchdog.end() }
-        while done < buffer.count {
-            let got = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw StorageError(.read, path: path, detail: "read of \(buffer.count) bytes at \(offset) failed: \(errnoText())")
-            }
-            if got == 0 {
-                throw StorageError(.shortRead, path: path, detail: "read at \(offset) ends at the end of the disk")
-            }
-            done += got
+        let got: Int
+        do { got = try fd.read(into: buffer, at: offset) } catch {
+            throw StorageError(.read, path: path, detail: "read of \(buffer.count) bytes at \(offset) failed: \(error)")
+        }
+        guard got == buffer.count else {
+            throw StorageError(.shortRead, path: path, detail: "read at \(offset) ends at the end of the disk")
         }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StorageError) {
-        let fd = try writer()
-        var done = 0
+        let output = try writer()
         IOWatchdog.begin(.write, path: path, offset: offset, bytes: UInt64(bytes.count))
         defer { IOWatchdog.end() }
         unflushed += UInt64(bytes.count)
-        while done < bytes.count {
-            let put = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if put < 0 {
-                if errno == EINTR { continue }
-                throw StorageError(.write, path: path, detail: "write of \(bytes.count) bytes at \(offset) failed: \(errnoText())")
-            }
-            done += put
+        do { try output.writeAll(bytes, at: offset) } catch {
+            throw StorageError(.write, path: path, detail: "write of \(bytes.count) bytes at \(offset) failed: \(error)")
         }
     }
 
     public func flush() throws(StorageError) {
         // Nothing written, nothing to make durable (and a read-only medium stays usable).
-        guard writeFD >= 0 else { return }
+        guard let writeFD else { return }
         IOWatchdog.begin(.flush, path: path, offset: 0, bytes: unflushed)
         defer { IOWatchdog.end() }
         unflushed = 0
         // Then the cached pages are dropped, so that what is read next (install's
         // read-back, a verification, the next command) comes from the medium, not from a
         // cache that was just written, nor from pages a failed fsync left behind.
-        defer { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
-        guard fsync(writeFD) == 0 else { throw StorageError(.flush, path: path, detail: "fsync failed: \(errnoText())") }
+        defer { _ = posix_fadvise(fd.raw, 0, 0, POSIX_FADV_DONTNEED) }
+        do { try writeFD.sync() } catch { throw StorageError(.flush, path: path, detail: "fsync failed: \(error)") }
     }
 }
 
-func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// A stream on a file descriptor: standard input for `install -`, or a FIFO, pipe,
 /// socket or character device named as the image (`install /dev/stdin`). Every read
@@ -209,30 +180,25 @@ func errnoText() -> String { String(cString: strerror(errno)) }
 public final class FileByteStream: ByteStream {
     public let name: String
     public let idleTimeout: Int
-    private let fd: Int32
-    private let owned: Bool
+    private let fd: FileDescriptor
 
     /// Standard input.
     public init(idleTimeout: Int) {
         name = "standard input"
-        fd = 0
-        owned = false
+        fd = .standardInput
         self.idleTimeout = idleTimeout
     }
 
     /// Opens `path` without blocking (a FIFO with no writer would block open(2)).
     public init(path: String, idleTimeout: Int) throws(StorageError) {
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())") }
-        var info = stat()
-        let type = fstat(descriptor, &info) == 0 ? info.st_mode & S_IFMT : 0
+        do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
+            throw StorageError(.open, path: path, detail: "cannot open: \(error)")
+        }
+        let type = (try? fd.status()).map { $0.st_mode & S_IFMT } ?? 0
         guard type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR || type == S_IFREG else {
-            Glibc.close(descriptor)
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not a stream")
         }
         name = path
-        fd = descriptor
-        owned = true
         self.idleTimeout = idleTimeout
     }
 
@@ -246,23 +212,19 @@ public final class FileByteStream: ByteStream {
         return type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR
     }
 
-    deinit { if owned { Glibc.close(fd) } }
-
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
         while true {
-            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, Int32(idleTimeout * 1000))
-            if ready < 0 {
-                if errno == EINTR { continue }
-                throw StorageError(.read, path: name, detail: "poll failed: \(errnoText())")
+            let ready: Bool
+            do { ready = try fd.waitForInput(milliseconds: Int32(idleTimeout * 1000)) } catch {
+                throw StorageError(.read, path: name, detail: "poll failed: \(error)")
             }
-            if ready == 0 {
+            guard ready else {
                 throw StorageError(.timedOut, path: name, detail: "no data for \(idleTimeout) s (nothing is writing to it)")
             }
-            let got = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if got >= 0 { return got }
-            if errno == EINTR || errno == EAGAIN { continue }
-            throw StorageError(.read, path: name, detail: "read failed: \(errnoText())")
+            do { return try fd.read(into: buffer) } catch {
+                if error.code == EAGAIN { continue }
+                throw StorageError(.read, path: name, detail: "read failed: \(error)")
+            }
         }
     }
 }

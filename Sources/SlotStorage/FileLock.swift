@@ -16,22 +16,18 @@ public enum FileLock {
     /// Takes the lock on `fd`, retrying every 20 ms for up to `timeout` seconds (0: one
     /// try). On timeout throws `locked`, naming the processes that hold a lock on the file
     /// when /proc/locks tells. `path` names the file in messages.
-    public static func acquire(_ fd: Int32, _ mode: Mode, timeout: Double, path: String) throws(StorageError) {
-        let operation = (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB
+    public static func acquire(_ fd: FileDescriptor, _ mode: Mode, timeout: Double, path: String) throws(StorageError) {
         let deadline = now() + max(0, timeout)
         while true {
-            if flock(fd, operation) == 0 { return }
-            let code = errno
-            if code == EINTR { continue }
-            guard code == EWOULDBLOCK else {
-                throw StorageError(.open, path: path, detail: "cannot lock: \(String(cString: strerror(code)))")
+            do { if try fd.tryLock(exclusive: mode == .exclusive) { return } } catch {
+                throw StorageError(.open, path: path, detail: "cannot lock: \(error)")
             }
             if now() >= deadline { break }
             usleep(20_000)
         }
-        var info = stat()
-        let holders = fstat(fd, &info) == 0 ? holders(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) : []
-        let who = holders.isEmpty ? "another process" : holders.joined(separator: ", ")
+        let info = try? fd.status()
+        let names = info.map { holders(device: UInt64($0.st_dev), inode: UInt64($0.st_ino)) } ?? []
+        let who = names.isEmpty ? "another process" : names.joined(separator: ", ")
         throw StorageError(.locked, path: path, detail: "is locked by \(who); no \(mode.word) lock within "
             + "\(seconds(timeout)) s (--lock-timeout), nothing was done")
     }

@@ -58,12 +58,12 @@ public enum IOWatchdog {
         guard timeout > 0 else { return .worker }
         guard let shared = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
               Int(bitPattern: shared) != -1 else {
-            warning("no I/O watchdog (mmap: \(errnoText())); a disk that does not answer is not bounded")
+            warning("no I/O watchdog (mmap: \(Errno.current)); a disk that does not answer is not bounded")
             return .worker
         }
         var output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1]
         guard pipe(&output) == 0, pipe(&errors) == 0 else {
-            warning("no I/O watchdog (pipe: \(errnoText())); a disk that does not answer is not bounded")
+            warning("no I/O watchdog (pipe: \(Errno.current)); a disk that does not answer is not bounded")
             for fd in output + errors where fd >= 0 { close(fd) }
             munmap(shared, 4096)
             return .worker
@@ -80,7 +80,7 @@ public enum IOWatchdog {
         timeoutNanoseconds = UInt64(timeout * 1e9)
         let pid = fork()
         if pid < 0 {
-            warning("no I/O watchdog (fork: \(errnoText())); a disk that does not answer is not bounded")
+            warning("no I/O watchdog (fork: \(Errno.current)); a disk that does not answer is not bounded")
             for fd in output + errors { close(fd) }
             page = nil
             munmap(shared, 4096)
@@ -98,26 +98,30 @@ public enum IOWatchdog {
         for signalNumber in IOWatchdog.forwarded {
             signal(signalNumber) { received in if IOWatchdog.worker > 0 { kill(IOWatchdog.worker, received) } }
         }
-        return relay(from: output[0], errors[0], shared)
+        return relay(from: [FileDescriptor(adopting: output[0]), FileDescriptor(adopting: errors[0])], shared)
     }
 
-    private static func relay(from output: Int32, _ errors: Int32, _ shared: UnsafeMutableRawPointer) -> Outcome {
-        var sources = [pollfd(fd: output, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: errors, events: Int16(POLLIN), revents: 0)]
-        let destinations: [Int32] = [1, 2]
+    /// Copies the worker's output and errors to this process's own until both end,
+    /// watching the worker's deadline every 100 ms meanwhile.
+    private static func relay(from pipes: [FileDescriptor], _ shared: UnsafeMutableRawPointer) -> Outcome {
+        var sources = pipes.map { pollfd(fd: $0.raw, events: Int16(POLLIN), revents: 0) }
+        let destinations: [FileDescriptor] = [.standardOutput, .standardError]
         var buffer = [UInt8](repeating: 0, count: 65536)
         while sources.contains(where: { $0.fd >= 0 }) {
+            // Several descriptors at once: the one poll(2) outside FileDescriptor.
             let ready = poll(&sources, nfds_t(sources.count), 100)
             if ready < 0 && errno != EINTR { break }
             for i in sources.indices where sources[i].fd >= 0 && sources[i].revents != 0 {
-                let got = buffer.withUnsafeMutableBytes { read(sources[i].fd, $0.baseAddress, $0.count) }
-                if got < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-                if got <= 0 {
-                    close(sources[i].fd)
+                var got = 0, again = false
+                buffer.withUnsafeMutableBytes { chunk in
+                    do throws(Errno) { got = try pipes[i].read(into: chunk) } catch { again = error.code == EAGAIN }
+                }
+                if again { continue }
+                if got == 0 { // the end (or an error): nothing more comes from this one
                     sources[i].fd = -1
                     continue
                 }
-                buffer.withUnsafeBytes { writeAll(destinations[i], UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+                buffer.withUnsafeBytes { try? destinations[i].writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
             }
             let deadline = shared.load(fromByteOffset: deadlineWord * 8, as: UInt64.self)
             if deadline != 0 && monotonicNanoseconds() > deadline {
@@ -179,14 +183,5 @@ public enum IOWatchdog {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
-        var done = 0
-        while done < bytes.count {
-            let put = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if put < 0 { if errno == EINTR { continue }; return }
-            done += put
-        }
     }
 }

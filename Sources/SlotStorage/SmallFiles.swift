@@ -11,52 +11,25 @@ public enum SmallFiles {
     /// unless `allowStreams`: then a FIFO or pipe is read to its end (for `sign --key`
     /// on a build host; never on the boot path).
     public static func read(_ path: String, limit: Int, allowStreams: Bool = false) throws(StorageError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw StorageError(.open, path: path, detail: "cannot open: \(errnoText())")
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
+            if error.code == ENOENT { return nil }
+            throw StorageError(.open, path: path, detail: "cannot open: \(error)")
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw StorageError(.open, path: path, detail: "cannot stat: \(errnoText())") }
+        let info: stat
+        do { info = try fd.status() } catch { throw StorageError(.open, path: path, detail: "cannot stat: \(error)") }
         let type = info.st_mode & S_IFMT
         if allowStreams && type == S_IFIFO {
-            blockingFromNowOn(fd)
+            fd.blockFromNowOn()
         } else if type != S_IFREG {
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not a regular file")
         }
-        do { return try readAll(fd, limit: limit) } catch {
-            switch error {
-            case .read(let code):
-                throw StorageError(.read, path: path, detail: "cannot read: \(String(cString: strerror(code)))")
-            case .tooLarge:
-                throw StorageError(.read, path: path, detail: "larger than \(limit) bytes")
-            }
+        let bytes: [UInt8]?
+        do { bytes = try fd.readToEnd(limit: limit) } catch {
+            throw StorageError(.read, path: path, detail: "cannot read: \(error)")
         }
-    }
-
-    /// Why `readAll` stopped: read(2) failed with this errno, or the file passed the limit.
-    public enum ReadFailure: Error {
-        case read(Int32)
-        case tooLarge
-    }
-
-    /// Everything left to read from an open descriptor, refusing more than `limit` bytes.
-    /// The one read loop for small whole files: this type's `read` and the trusted-file
-    /// reader (SlotCrypto's TrustedFiles), which open the file each by their own rule.
-    public static func readAll(_ fd: Int32, limit: Int) throws(ReadFailure) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw .read(errno)
-            }
-            if got == 0 { return bytes }
-            bytes += chunk[0..<got]
-            if bytes.count > limit { throw .tooLarge }
-        }
+        guard let bytes else { throw StorageError(.read, path: path, detail: "larger than \(limit) bytes") }
+        return bytes
     }
 
     /// Replaces `path` with `bytes` so that a cut leaves the whole old or the whole new file.
@@ -66,35 +39,27 @@ public enum SmallFiles {
         // created exclusively and never through a symbolic link: whatever sits at the
         // temp path, slotctl writes only a file it just made (spec/security.md).
         unlink(temp)
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw StorageError(.write, path: temp, detail: "cannot create: \(errnoText())") }
-        var written = 0
-        while written < bytes.count {
-            let put = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            if put < 0 && errno == EINTR { continue }
-            if put <= 0 { break }
-            written += put
-        }
-        let synced = written == bytes.count ? fsync(fd) : -1
-        close(fd)
-        guard written == bytes.count, synced == 0 else {
-            let text = errnoText()
-            unlink(temp)
-            throw StorageError(.write, path: temp, detail: "cannot write: \(text)")
+        do {
+            let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: mode)
+            do {
+                try fd.writeAll(bytes)
+                try fd.sync()
+            } catch {
+                unlink(temp)
+                throw StorageError(.write, path: temp, detail: "cannot write: \(error)")
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.write, path: temp, detail: "cannot create: \(error)")
         }
         guard rename(temp, path) == 0 else {
-            let text = errnoText()
+            let error = Errno.current
             unlink(temp)
-            throw StorageError(.write, path: path, detail: "cannot rename into place: \(text)")
+            throw StorageError(.write, path: path, detail: "cannot rename into place: \(error)")
         }
-        let dirfd = open(parentDirectory(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
-    }
-
-    /// Clears O_NONBLOCK on a descriptor opened with it only so that the open itself
-    /// could not block on a FIFO: from here on reads and writes block as usual.
-    public static func blockingFromNowOn(_ fd: Int32) {
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        // The rename is durable once the directory is.
+        try? FileDescriptor.open(parentDirectory(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC).sync()
     }
 
     /// The lines of a small text file, each without its LF or CRLF end (Swift takes

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import SlotCrypto
 import SlotStorage
 
 /// Small file helpers for the CLI's own files (config, booted-slot record, kernel
@@ -36,20 +35,21 @@ enum SystemFiles {
     /// link to the payload is refused instead of emptied.
     static func createImage(_ path: String, size: UInt64, truncate: Bool = false,
                             notSameAs protected: (FileIdentity, String)? = nil) throws(CLIError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o644)
-        guard fd >= 0 else {
-            throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(String(cString: strerror(errno)))")
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK, mode: 0o644) } catch {
+            throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(error)")
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+        guard let info = try? fd.status(), info.st_mode & S_IFMT == S_IFREG else {
             throw CLIError(.usage, "\(path): not a regular file; an image is created as a file")
         }
         if let (identity, name) = protected, FileIdentity(info).sameFile(as: identity) {
             throw CLIError(.usage, "\(path) is \(name) itself (the same file); nothing was written")
         }
-        guard (!truncate || ftruncate(fd, 0) == 0), ftruncate(fd, off_t(size)) == 0 else {
-            throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(String(cString: strerror(errno)))")
+        do {
+            if truncate { try fd.resize(to: 0) }
+            try fd.resize(to: size)
+        } catch {
+            throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(error)")
         }
     }
 

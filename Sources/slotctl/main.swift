@@ -8,14 +8,10 @@ import SlotStorage
 /// Errors are one line on stderr; with --json the same code and message also go to
 /// stdout as one object.
 
-/// Writes all of `text` to a file descriptor (1 or 2).
+/// Writes all of `text` to standard output (1) or standard error (2); a closed stream
+/// loses the text, nothing else.
 func emit(_ text: String, to fd: Int32) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let put = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if put < 0 { if errno == EINTR { continue }; return }
-        bytes = bytes.dropFirst(put)
-    }
+    try? (fd == 1 ? FileDescriptor.standardOutput : FileDescriptor.standardError).writeAll(Array(text.utf8))
 }
 
 var json = Swift.CommandLine.arguments.contains("--json")

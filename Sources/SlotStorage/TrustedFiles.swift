@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import SlotStorage
 
 /// A file slotctl would not take its trust from, with the one-line reason.
 public struct TrustError: Error, CustomStringConvertible {
@@ -29,36 +28,30 @@ public enum TrustedFiles {
     /// The largest file read under this rule: configs, records and PEM keys are small.
     public static let readLimit = 64 * 1024
 
-    /// Opens `name` (relative to `directory`, or a path) read-only under the rule and
-    /// returns the descriptor (the caller closes it), or nil if it does not exist.
-    /// `shownAs` names it in messages.
-    public static func open(_ name: String, _ kind: Kind, in directory: Int32 = AT_FDCWD,
-                            shownAs: String? = nil) throws(TrustError) -> Int32? {
+    /// Opens `name` (relative to `directory`, or a path) read-only under the rule, or
+    /// nil if it does not exist. `shownAs` names it in messages.
+    public static func open(_ name: String, _ kind: Kind, in directory: FileDescriptor? = nil,
+                            shownAs: String? = nil) throws(TrustError) -> FileDescriptor? {
         let shown = shownAs ?? name
+        let base = directory?.raw ?? AT_FDCWD
         // O_NONBLOCK: a FIFO planted where a file belongs must not hang the boot; it is
         // refused by the type check right after.
         let flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (kind == .directory ? O_DIRECTORY : 0)
-        let fd = openat(directory, name, flags)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT { return nil }
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(name, flags, in: base) } catch {
+            if error.code == ENOENT { return nil }
             // O_DIRECTORY on a link reports ENOTDIR before O_NOFOLLOW's ELOOP.
             var link = stat()
-            if code == ELOOP || (code == ENOTDIR && fstatat(directory, name, &link, AT_SYMLINK_NOFOLLOW) == 0
-                                 && link.st_mode & S_IFMT == S_IFLNK) {
+            if error.code == ELOOP || (error.code == ENOTDIR && fstatat(base, name, &link, AT_SYMLINK_NOFOLLOW) == 0
+                                       && link.st_mode & S_IFMT == S_IFLNK) {
                 throw TrustError("\(shown): refused: a symbolic link (spec/security.md)")
             }
-            if code == ENOTDIR && kind == .directory { throw TrustError("\(shown): refused: not a directory (spec/security.md)") }
-            throw TrustError("\(shown): cannot open: \(String(cString: strerror(code)))")
+            if error.code == ENOTDIR && kind == .directory { throw TrustError("\(shown): refused: not a directory (spec/security.md)") }
+            throw TrustError("\(shown): cannot open: \(error)")
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let text = String(cString: strerror(errno))
-            close(fd)
-            throw TrustError("\(shown): cannot stat: \(text)")
-        }
+        let info: stat
+        do { info = try fd.status() } catch { throw TrustError("\(shown): cannot stat: \(error)") }
         if let reason = judge(mode: info.st_mode, owner: info.st_uid, device: info.st_rdev, kind: kind, user: geteuid()) {
-            close(fd)
             throw TrustError("\(shown): refused: \(reason) (spec/security.md)")
         }
         return fd
@@ -93,16 +86,13 @@ public enum TrustedFiles {
 
     /// The whole file under the rule, or nil if it does not exist; over `limit` bytes
     /// is refused.
-    public static func read(_ name: String, in directory: Int32 = AT_FDCWD, shownAs: String? = nil,
+    public static func read(_ name: String, in directory: FileDescriptor? = nil, shownAs: String? = nil,
                             limit: Int = readLimit) throws(TrustError) -> [UInt8]? {
         guard let fd = try open(name, .file, in: directory, shownAs: shownAs) else { return nil }
-        defer { close(fd) }
         let shown = shownAs ?? name
-        do { return try SmallFiles.readAll(fd, limit: limit) } catch {
-            switch error {
-            case .read(let code): throw TrustError("\(shown): cannot read: \(String(cString: strerror(code)))")
-            case .tooLarge: throw TrustError("\(shown): refused: larger than \(limit) bytes")
-            }
-        }
+        let bytes: [UInt8]?
+        do { bytes = try fd.readToEnd(limit: limit) } catch { throw TrustError("\(shown): cannot read: \(error)") }
+        guard let bytes else { throw TrustError("\(shown): refused: larger than \(limit) bytes") }
+        return bytes
     }
 }

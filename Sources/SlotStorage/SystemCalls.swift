@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one place slotctl talks to the kernel about files, in swift-system's manner: every
+/// call is retried on EINTR, reads and writes move all their bytes or say why not, a
+/// descriptor closes itself, and errno stays a value (`Errno`) until a message prints it.
+/// Everything above SlotStorage sees `FileDescriptor`, never a raw descriptor to close.
+
+/// An errno value, kept as a value so callers can act on it (ENOENT, ELOOP, EWOULDBLOCK)
+/// and turned into text only when it is shown.
+public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
+    public let code: Int32
+
+    public init(_ code: Int32) { self.code = code }
+
+    /// errno as the last failed call left it.
+    public static var current: Errno { Errno(errno) }
+
+    public var description: String {
+        guard let text = strerror(code) else { return "errno \(code)" }
+        return String(decoding: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self)
+    }
+}
+
+/// An open file descriptor. Owned ones close when the last reference goes; the standard
+/// streams are borrowed and never closed.
+public final class FileDescriptor: Sendable {
+    public let raw: Int32
+    private let owned: Bool
+
+    /// Takes ownership of `raw`, an open descriptor.
+    public init(adopting raw: Int32) {
+        self.raw = raw
+        owned = true
+    }
+
+    private init(borrowing raw: Int32) {
+        self.raw = raw
+        owned = false
+    }
+
+    public static let standardInput = FileDescriptor(borrowing: 0)
+    public static let standardOutput = FileDescriptor(borrowing: 1)
+    public static let standardError = FileDescriptor(borrowing: 2)
+
+    deinit { if owned { close(raw) } }
+
+    /// open(2) (openat(2) with `directory`), retried on EINTR.
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0,
+                            in directory: Int32 = AT_FDCWD) throws(Errno) -> FileDescriptor {
+        while true {
+            let fd = openat(directory, path, flags, mode)
+            if fd >= 0 { return FileDescriptor(adopting: fd) }
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// A TCP socket (AF_INET, SOCK_STREAM).
+    public static func tcpSocket() throws(Errno) -> FileDescriptor {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw .current }
+        return FileDescriptor(adopting: fd)
+    }
+
+    /// fstat(2).
+    public func status() throws(Errno) -> stat {
+        var info = stat()
+        guard fstat(raw, &info) == 0 else { throw .current }
+        return info
+    }
+
+    /// Clears O_NONBLOCK, set for an open that must not block on a FIFO: from here on
+    /// reads and writes block as usual.
+    public func blockFromNowOn() {
+        _ = fcntl(raw, F_SETFL, fcntl(raw, F_GETFL) & ~O_NONBLOCK)
+    }
+
+    /// One read(2), retried on EINTR; 0 at the end. EAGAIN is thrown (non-blocking).
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        while true {
+            let got = Glibc.read(raw, buffer.baseAddress, buffer.count)
+            if got >= 0 { return got }
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// Fills `buffer` from `offset` with pread(2); returns how many bytes came before the
+    /// end of the file (fewer than asked only there).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let got = pread(raw, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw .current
+            }
+            if got == 0 { break }
+            done += got
+        }
+        return done
+    }
+
+    /// Everything left to read, refusing more than `limit` bytes (`nil` then).
+    public func readToEnd(limit: Int) throws(Errno) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            var failure: Errno? = nil
+            let got = chunk.withUnsafeMutableBytes { buffer in
+                do throws(Errno) { return try read(into: buffer) } catch { failure = error; return 0 }
+            }
+            if let failure { throw failure }
+            if got == 0 { return bytes }
+            bytes += chunk[0..<got]
+            if bytes.count > limit { return nil }
+        }
+    }
+
+    /// Writes all of `bytes` (write(2), or pwrite(2) at `offset`), retried on EINTR and
+    /// after short writes.
+    public func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64? = nil) throws(Errno) {
+        var done = 0
+        while done < bytes.count {
+            let put = offset.map { pwrite(raw, bytes.baseAddress! + done, bytes.count - done, off_t($0) + off_t(done)) }
+                ?? Glibc.write(raw, bytes.baseAddress! + done, bytes.count - done)
+            if put < 0 {
+                if errno == EINTR { continue }
+                throw .current
+            }
+            if put == 0 { throw Errno(EIO) }
+            done += put
+        }
+    }
+
+    public func writeAll(_ bytes: [UInt8]) throws(Errno) {
+        var failure: Errno? = nil
+        bytes.withUnsafeBytes { buffer in
+            do throws(Errno) { try writeAll(buffer) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Sends all of `bytes` on a socket without raising SIGPIPE.
+    public func sendAll(_ bytes: [UInt8]) throws(Errno) {
+        var done = 0
+        while done < bytes.count {
+            let put = bytes.withUnsafeBytes { send(raw, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
+            if put < 0 {
+                if errno == EINTR { continue }
+                throw .current
+            }
+            done += put
+        }
+    }
+
+    /// fsync(2).
+    public func sync() throws(Errno) {
+        while fsync(raw) != 0 {
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// ftruncate(2).
+    public func resize(to size: UInt64) throws(Errno) {
+        while ftruncate(raw, off_t(size)) != 0 {
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// Waits up to `milliseconds` for input; false on timeout. EINTR waits again.
+    public func waitForInput(milliseconds: Int32) throws(Errno) -> Bool {
+        var poller = pollfd(fd: raw, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ready = poll(&poller, 1, milliseconds)
+            if ready >= 0 { return ready > 0 }
+            if errno != EINTR { throw .current }
+        }
+    }
+
+    /// flock(2) without waiting: false when another open file holds a conflicting lock.
+    public func tryLock(exclusive: Bool) throws(Errno) -> Bool {
+        while flock(raw, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK { return false }
+            if errno != EINTR { throw .current }
+        }
+        return true
+    }
+
+    /// A new descriptor for the same open file, for a C API that takes ownership of the
+    /// one it is given (fdopendir); this one still closes itself.
+    public func duplicate() throws(Errno) -> Int32 {
+        let copy = dup(raw)
+        guard copy >= 0 else { throw .current }
+        return copy
+    }
+}
