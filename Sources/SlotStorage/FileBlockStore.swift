@@ -72,6 +72,11 @@ public final class FileBlockStore: BlockStore {
             }
             byteCount = size
             sectorSize = Int(logical)
+            // The whole disk's page cache is its own: bytes written through a partition
+            // node (RAUC, dd into /dev/sda2) do not reach it, and it outlives this process
+            // while anything holds the disk open. Dropped first, so what slotctl judges is
+            // what the medium holds now.
+            _ = posix_fadvise(fd.raw, 0, 0, POSIX_FADV_DONTNEED)
             if let requested, requested != sectorSize {
                 throw StorageError(.geometry, path: path,
                                    detail: "device has \(sectorSize)-byte sectors, not \(requested)")

@@ -16,7 +16,8 @@ extension Commands {
         let name = BootControl.letterText(slot.letter)
         warnings += report.warnings
         for item in report.rejected {
-            warnings.append("slot \(BootControl.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); marked unbootable")
+            warnings.append("slot \(BootControl.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); "
+                + (dryRun ? "would be marked unbootable (dry run: nothing was written)" : "marked unbootable"))
         }
         for item in report.unreadable {
             warnings.append("slot \(BootControl.letterText(item.letter)) skipped this boot (\(item.code.name)): \(item.reason); "

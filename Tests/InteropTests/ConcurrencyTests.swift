@@ -172,6 +172,45 @@ import Testing
         }
     }
 
+    /// Bytes another program writes through another device node of the same disk (RAUC
+    /// writes the partition node; here a second loop device over the image) are what the
+    /// next slotctl judges, even while the whole-disk node stays open elsewhere and its
+    /// page cache still holds the old bytes.
+    @Test func writesThroughAnotherNodeAreSeen() throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = try fourSlotDisk(dir, onLoopDevice: true)
+        defer { _ = try? Tools.run("losetup", ["-d", disk]) }
+        let image = dir.appendingPathComponent("disk.img").path
+        let other = try Tools.must("losetup", ["-f", "--show", image]).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? Tools.run("losetup", ["-d", other]) }
+        // Someone keeps the disk open, so its cache outlives each slotctl.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+        holder.arguments = ["-c", "exec 3<\(disk); read line"]
+        let release = Pipe()
+        holder.standardInput = release
+        try holder.run()
+        defer { try? release.fileHandleForWriting.close(); holder.waitUntilExit() }
+        let keyDirectory = keys.keys
+        func run(_ args: [String]) throws -> Run {
+            try Tools.slotctl(["--disk", disk, "--keys", keyDirectory, "--config", "/dev/null",
+                               "--booted-file", "/nonexistent/slotctl-booted", "--cmdline-file", "/dev/null"] + args)
+        }
+        #expect(try run(["verify", "b"]).status == 26, "slot b starts empty (unsigned)")
+        let payload = dir.appendingPathComponent("payload").path
+        try Data(repeating: 0x5A, count: 300_000).write(to: URL(fileURLWithPath: payload))
+        let signed = dir.appendingPathComponent("signed").path
+        #expect(try Tools.slotctl(["sign", "--key", keys.privatePath("ed25519"), "--rollback-index", "1",
+                                   "--partition-size", "8M", payload, "-o", signed]).status == 0)
+        let info = try Tools.must("sgdisk", ["-i", "2", disk])
+        let start = try #require(info.split(separator: "\n").first { $0.hasPrefix("First sector:") }?
+            .split(separator: " ").dropFirst(2).first.flatMap { Int($0) })
+        try Tools.must("dd", ["if=\(signed)", "of=\(other)", "bs=512", "seek=\(start)", "conv=notrunc,fsync", "status=none"])
+        let after = try run(["verify", "b"])
+        #expect(after.status == 0, "slotctl judged the disk's stale cache: \(after.status) \(after.stderr)")
+    }
+
     /// A lock held by another program (util-linux `flock`, as partitioning tools take it)
     /// is waited for up to --lock-timeout, then reported with its holder; nothing changes.
     @Test func aHeldLockIsWaitedForThenNamed() throws {
