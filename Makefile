@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -15,6 +15,9 @@ deps:
 
 deps-qemu:
 	@bash scripts/install-deps.sh qemu
+
+deps-rauc:
+	@bash scripts/install-deps.sh rauc
 
 build: deps
 	$(SWIFT) build
@@ -28,8 +31,9 @@ static: deps
 	$(SWIFT) build -c release --static-swift-stdlib -Xswiftc -static-executable --build-path .build/static
 
 # Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
-# static checks of packaging/, the QEMU boot test and the device-mapper fault test.
-test: test-unit test-packaging test-qemu test-faults test-lock-mutation
+# static checks of packaging/, the QEMU boot test, the device-mapper fault test and the
+# RAUC backend test.
+test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
@@ -54,6 +58,12 @@ test-qemu: deps deps-qemu static
 # about 30 s. A table that cannot be created fails the test.
 test-faults: deps deps-qemu static
 	bash Tests/qemu/fault-test.sh
+
+# slotctl as RAUC's custom bootloader backend (packaging/rauc, spec/rauc.md), with Debian's
+# rauc 1.8: the handler alone, then rauc bundle/service/install/status on a loop device
+# (Tests/rauc/rauc-test.sh, about 20 s, as root).
+test-rauc: deps deps-rauc build
+	SLOTCTL_BIN=$(CURDIR)/.build/debug/slotctl bash Tests/rauc/rauc-test.sh
 
 # ConcurrencyTests must fail against a slotctl built without its disk lock
 # (Tests/mutation/lock-removed.sh; about a minute): the proof that they can.

@@ -5,6 +5,9 @@
 # mkinitramfs, busybox-static for the slot root file systems, qemu), and Debian's dracut
 # unpacked into .build/dracut/root when the host has no dracut: dracut and
 # initramfs-tools cannot be installed side by side, and the test runs both.
+# `install-deps.sh rauc` adds what the RAUC backend test needs: Debian's rauc (1.8), dbus
+# for its service's session bus, squashfs-tools for `rauc bundle`, busybox for the
+# handler's ash run, python3 for reading JSON.
 set -euo pipefail
 packages=(pkg-config libssl-dev openssl uuid-dev libblkid-dev gdisk cgpt util-linux fdisk e2fsprogs swtpm swtpm-tools
   tpm2-tools cryptsetup-bin)
@@ -14,6 +17,9 @@ if [ "${1:-}" = qemu ]; then
   packages=(linux-image-amd64 initramfs-tools busybox-static qemu-system-x86 e2fsprogs cpio binutils
     systemd systemd-sysv udev dmsetup kmod)
   # qemu's recommends are a desktop's worth of GUI and audio libraries.
+  norecommends="--no-install-recommends"
+elif [ "${1:-}" = rauc ]; then
+  packages=(rauc dbus squashfs-tools busybox-static python3)
   norecommends="--no-install-recommends"
 fi
 missing=()

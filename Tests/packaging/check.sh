@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make test-packaging: static checks of packaging/ that need no VM.
-#   - every shell script parses (sh -n under busybox ash where it is POSIX sh);
+#   - every shell script parses (sh -n under busybox ash where it is POSIX sh; the RAUC
+#     backend under dash too);
 #   - the systemd units, enabled as the README says, give systemd no ordering cycle
 #     (a cycle makes systemd drop mark-successful: no update would ever be confirmed);
 #   - boot.sh reads `disk =` from slotctl.conf as slotctl does (comments, last line wins);
@@ -18,6 +19,15 @@ for f in packaging/lib/boot.sh packaging/initramfs-tools/hooks/slotctl packaging
 	check "busybox sh -n $f" "busybox sh -n '$f'"
 done
 check "bash -n packaging/dracut/90slotctl/module-setup.sh" "bash -n packaging/dracut/90slotctl/module-setup.sh"
+
+# The RAUC backend and its service wrapper (Tests/rauc/rauc-test.sh runs them with rauc).
+for f in packaging/rauc/rauc-backend packaging/rauc/rauc-service; do
+	check "busybox sh -n $f" "busybox sh -n '$f'"
+	check "dash -n $f" "dash -n '$f'"
+	check "$f is executable" "[ -x '$f' ]"
+done
+got=$(SLOTCTL=/nonexistent SLOTCTL_RAUC_CONF=/dev/null busybox sh packaging/rauc/rauc-backend 2>/dev/null; echo "rc=$?")
+check "rauc-backend without a sub-command: usage, exit 64, nothing on stdout (got '$got')" "[ '$got' = rc=64 ]"
 
 # The units installed and enabled as the README's guide says.
 units=$(mktemp -d)
