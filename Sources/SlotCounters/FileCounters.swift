@@ -84,7 +84,8 @@ public final class FileCounters: RollbackCounters {
         do { try FileLock.acquire(fd, .exclusive, timeout: FileCounters.lockTimeout, path: lockPath) } catch {
             throw CounterError(error.description)
         }
-        return try body()
+        // The lock lives as long as its descriptor: held until the body is done.
+        return try withExtendedLifetime(fd) { () throws(CounterError) in try body() }
     }
 
     public func provision(locations: Int) throws(CounterError) -> String {

@@ -27,8 +27,13 @@ public struct KeyDirectory {
         }
         // Listed and read through the checked descriptor, never the path again, so the
         // directory checked is the directory read (fdopendir owns a duplicate of it).
-        guard let checked = opened, let listing = try? checked.duplicate(), let directory = fdopendir(listing) else {
+        guard let checked = opened, let listing = try? checked.duplicate() else {
             problems.append("\(path): cannot open key directory: \(opened == nil ? Errno(ENOENT) : Errno.current)")
+            return
+        }
+        guard let directory = fdopendir(listing) else {
+            problems.append("\(path): cannot open key directory: \(Errno.current)")
+            close(listing)
             return
         }
         defer { closedir(directory) }

@@ -28,6 +28,8 @@ public enum DiskSignatures {
         do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
             throw StorageError(.open, path: path, detail: "cannot open to probe: \(error)")
         }
+        // libblkid reads through `fd.raw`: the descriptor must outlive the probe.
+        defer { withExtendedLifetime(fd) {} }
         guard let probe = blkid_new_probe() else { throw StorageError(.read, path: path, detail: "libblkid: cannot create a probe") }
         defer { blkid_free_probe(probe) }
         guard blkid_probe_set_device(probe, fd.raw, 0, 0) == 0 else {

@@ -49,11 +49,19 @@ public final class FileBlockStore: BlockStore {
                 lock: (mode: FileLock.Mode, timeout: Double)? = nil) throws(StorageError) {
         self.path = path
         self.mayWrite = writable
+        // The open, its size and the sector-size probe are one watched operation.
+        IOWatchdog.begin(.open, path: path, offset: 0, bytes: 0)
+        defer { IOWatchdog.end() }
         // O_NONBLOCK only for the open: a FIFO must not block it; the type check follows.
         do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
             throw StorageError(.open, path: path, detail: "cannot open: \(error)")
         }
-        if let lock { try FileLock.acquire(fd, lock.mode, timeout: lock.timeout, path: path) }
+        if let lock {
+            // Waiting for the lock is not disk I/O: its own bound applies (--lock-timeout).
+            IOWatchdog.end()
+            try FileLock.acquire(fd, lock.mode, timeout: lock.timeout, path: path)
+            IOWatchdog.begin(.open, path: path, offset: 0, bytes: 0)
+        }
         let info: stat
         do { info = try fd.status() } catch { throw StorageError(.open, path: path, detail: "cannot stat: \(error)") }
         let type = info.st_mode & S_IFMT
@@ -92,8 +100,11 @@ public final class FileBlockStore: BlockStore {
 
     deinit {
         // The write descriptor first: udev sees the close after a write while the lock on
-        // `fd` still holds, and probes once it is released.
+        // `fd` still holds, and probes once it is released. The last close of a block
+        // device may write back what is cached: watched like any other operation.
+        IOWatchdog.begin(.close, path: path, offset: 0, bytes: unflushed)
         writeFD = nil
+        IOWatchdog.end()
     }
 
 

@@ -19,12 +19,14 @@ import Glibc
 /// so a slow but working device (1 MiB/s or faster) is never taken for a stalled one.
 public enum IOWatchdog {
     public enum Operation: UInt64 {
-        case read = 1, write = 2, flush = 3
+        case read = 1, write = 2, flush = 3, open = 4, close = 5
         var word: String {
             switch self {
             case .read: "read"
             case .write: "write"
             case .flush: "flush (fsync)"
+            case .open: "open (and size and sector-size probe)"
+            case .close: "close"
             }
         }
     }
@@ -38,6 +40,8 @@ public enum IOWatchdog {
         /// An operation did not finish in time; the worker was killed. One line saying
         /// which operation, on which file, and how long it was given.
         case stalled(String)
+        /// The supervisor could not tell how the worker ended (an internal error).
+        case failed(String)
     }
 
     // The shared page: eight UInt64 words, then the path's bytes.
@@ -51,37 +55,44 @@ public enum IOWatchdog {
     /// Called by the CLI once, before the command opens any file. `timeout` 0 turns the
     /// bound off: the command runs in this process and `.worker` is returned at once.
     /// Otherwise forks: the worker gets `.worker` (its standard output and error are
-    /// pipes to the supervisor); the supervisor relays them until the worker ends and
-    /// returns `.finished` or `.stalled`. If no worker can be started the command runs
-    /// here, unbounded, and `warning` says so.
-    public static func supervise(timeout: Double, warning: (String) -> Void) -> Outcome {
+    /// pipes to the supervisor, and with `relayInput` so is its standard input); the
+    /// supervisor relays them until the worker ends and returns `.finished` or
+    /// `.stalled`. If no worker can be started the command runs here, unbounded, and
+    /// `warning` says so.
+    public static func supervise(timeout: Double, relayInput: Bool, warning: (String) -> Void) -> Outcome {
         guard timeout > 0 else { return .worker }
         guard let shared = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
               Int(bitPattern: shared) != -1 else {
             warning("no I/O watchdog (mmap: \(Errno.current)); a disk that does not answer is not bounded")
             return .worker
         }
-        var output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1]
-        guard pipe(&output) == 0, pipe(&errors) == 0 else {
+        var output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1], input: [Int32] = [-1, -1]
+        guard pipe(&output) == 0, pipe(&errors) == 0, !relayInput || pipe(&input) == 0 else {
             warning("no I/O watchdog (pipe: \(Errno.current)); a disk that does not answer is not bounded")
-            for fd in output + errors where fd >= 0 { close(fd) }
+            for fd in output + errors + input where fd >= 0 { close(fd) }
             munmap(shared, 4096)
             return .worker
         }
+        // The worker's exit status is read with waitpid: a SIGCHLD the caller set to
+        // SIG_IGN would have the kernel reap it first.
+        signal(SIGCHLD, SIG_DFL)
         // A signal that would end the caller's slotctl ends the worker the same way: the
-        // supervisor forwards it, and both take it unblocked even when the caller's mask
-        // (a test harness's thread, say) blocked it, as a command run from a shell does.
+        // supervisor forwards it. Held across the fork, so none lands before the handlers
+        // are in place; both processes then take these signals unblocked, even when the
+        // caller's mask (a test harness's thread, say) blocked them, as a command run
+        // from a shell does.
         var forwarded = sigset_t()
         sigemptyset(&forwarded)
         for signalNumber in IOWatchdog.forwarded { sigaddset(&forwarded, signalNumber) }
-        sigprocmask(SIG_UNBLOCK, &forwarded, nil)
+        sigprocmask(SIG_BLOCK, &forwarded, nil)
+        defer { sigprocmask(SIG_UNBLOCK, &forwarded, nil) }
         shared.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
         page = shared
         timeoutNanoseconds = UInt64(timeout * 1e9)
         let pid = fork()
         if pid < 0 {
             warning("no I/O watchdog (fork: \(Errno.current)); a disk that does not answer is not bounded")
-            for fd in output + errors { close(fd) }
+            for fd in output + errors + input where fd >= 0 { close(fd) }
             page = nil
             munmap(shared, 4096)
             return .worker
@@ -89,29 +100,53 @@ public enum IOWatchdog {
         if pid == 0 {
             dup2(output[1], 1)
             dup2(errors[1], 2)
-            for fd in output + errors { close(fd) }
+            if relayInput { dup2(input[0], 0) }
+            for fd in output + errors + input where fd > 2 { close(fd) }
             return .worker
         }
         close(output[1])
         close(errors[1])
+        if relayInput {
+            close(input[0])
+            // A worker that stops reading early (a refused stream) closes its end: the
+            // next write says EPIPE instead of killing the supervisor with SIGPIPE.
+            signal(SIGPIPE, SIG_IGN)
+        }
         worker = pid
         for signalNumber in IOWatchdog.forwarded {
             signal(signalNumber) { received in if IOWatchdog.worker > 0 { kill(IOWatchdog.worker, received) } }
         }
-        return relay(from: [FileDescriptor(adopting: output[0]), FileDescriptor(adopting: errors[0])], shared)
+        sigprocmask(SIG_UNBLOCK, &forwarded, nil)
+        return relay(errors: FileDescriptor(adopting: errors[0]), output: FileDescriptor(adopting: output[0]),
+                     input: relayInput ? input[1] : nil, shared)
     }
 
-    /// Copies the worker's output and errors to this process's own until both end,
-    /// watching the worker's deadline every 100 ms meanwhile.
-    private static func relay(from pipes: [FileDescriptor], _ shared: UnsafeMutableRawPointer) -> Outcome {
+    /// Copies the worker's errors and output to this process's own (and, for a stream
+    /// install, this process's standard input to the worker's) until both outputs end,
+    /// watching the worker's deadline every 100 ms meanwhile. Errors first within a
+    /// round: slotctl writes its warnings before its result.
+    private static func relay(errors: FileDescriptor, output: FileDescriptor, input feed: Int32?,
+                              _ shared: UnsafeMutableRawPointer) -> Outcome {
+        let pipes = [errors, output]
+        let destinations: [FileDescriptor] = [.standardError, .standardOutput]
         var sources = pipes.map { pollfd(fd: $0.raw, events: Int16(POLLIN), revents: 0) }
-        let destinations: [FileDescriptor] = [.standardOutput, .standardError]
+        // The input relay: read the caller's stdin only when what was read before has
+        // gone to the worker, and write to the worker without blocking, so a worker
+        // that stops reading (stuck on the disk) never stops the deadline check.
+        // Owned here alone: dropping it is what closes the worker's end at the end.
+        var input = feed.map { FileDescriptor(adopting: $0) }
+        if let input { _ = fcntl(input.raw, F_SETFL, fcntl(input.raw, F_GETFL) | O_NONBLOCK) }
+        var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while sources.contains(where: { $0.fd >= 0 }) {
+        while sources.prefix(2).contains(where: { $0.fd >= 0 }) {
+            var polled = Array(sources.prefix(2))
+            if let input {
+                polled.append(pending.isEmpty ? pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+                                              : pollfd(fd: input.raw, events: Int16(POLLOUT), revents: 0))
+            }
             // Several descriptors at once: the one poll(2) outside FileDescriptor.
-            let ready = poll(&sources, nfds_t(sources.count), 100)
-            if ready < 0 && errno != EINTR { break }
-            for i in sources.indices where sources[i].fd >= 0 && sources[i].revents != 0 {
+            _ = poll(&polled, nfds_t(polled.count), 100)
+            for i in 0..<2 where polled[i].fd >= 0 && polled[i].revents != 0 {
                 var got = 0, again = false
                 buffer.withUnsafeMutableBytes { chunk in
                     do throws(Errno) { got = try pipes[i].read(into: chunk) } catch { again = error.code == EAGAIN }
@@ -123,21 +158,51 @@ public enum IOWatchdog {
                 }
                 buffer.withUnsafeBytes { try? destinations[i].writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
             }
+            if let relaying = input, polled.count == 3, polled[2].revents != 0,
+               !relayStep(relaying, &pending, &buffer) {
+                input = nil // closes the worker's end: it sees the end of the stream
+            }
+            let now = monotonicNanoseconds()
             let deadline = shared.load(fromByteOffset: deadlineWord * 8, as: UInt64.self)
-            if deadline != 0 && monotonicNanoseconds() > deadline {
+            if deadline != 0 && now > deadline {
                 let text = describeStall(shared)
                 kill(worker, SIGKILL)
                 return .stalled(text)
             }
         }
         var status: Int32 = 0
-        while waitpid(worker, &status, 0) < 0 && errno == EINTR {}
+        var reaped: pid_t
+        repeat { reaped = waitpid(worker, &status, 0) } while reaped < 0 && errno == EINTR
+        worker = 0
+        guard reaped > 0 else { return .failed("cannot learn how the worker ended: waitpid: \(Errno.current)") }
         let signalNumber = status & 0x7f
         if signalNumber == 0 { return .finished((status >> 8) & 0xff) }
-        // Killed by a signal: end the same way, so the caller sees what the worker saw.
+        // Killed by a signal: end the same way, so the caller sees what the worker saw
+        // (without a second core dump of this process).
+        var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
         signal(signalNumber, SIG_DFL)
         kill(getpid(), signalNumber)
         return .finished(128 + signalNumber)
+    }
+
+    /// One step of the input relay: hands what is pending to the worker, or reads the
+    /// next chunk of the caller's stdin. False once either side is done: the caller's
+    /// input ended, or the worker stopped reading.
+    private static func relayStep(_ input: FileDescriptor, _ pending: inout [UInt8], _ buffer: inout [UInt8]) -> Bool {
+        if pending.isEmpty {
+            var got = 0, again = false
+            buffer.withUnsafeMutableBytes { chunk in
+                do throws(Errno) { got = try FileDescriptor.standardInput.read(into: chunk) } catch { again = error.code == EAGAIN }
+            }
+            if again { return true }
+            if got == 0 { return false }
+            pending = Array(buffer[0..<got])
+            return true
+        }
+        let put = pending.withUnsafeBytes { write(input.raw, $0.baseAddress, $0.count) }
+        if put > 0 { pending.removeFirst(put); return true }
+        return put < 0 && (errno == EAGAIN || errno == EINTR)
     }
 
     private static func describeStall(_ shared: UnsafeMutableRawPointer) -> String {
@@ -148,8 +213,11 @@ public enum IOWatchdog {
         let allowed = word(allowedWord)
         let tenths = (allowed + 50_000_000) / 100_000_000
         let seconds = tenths % 10 == 0 ? "\(tenths / 10)" : "\(tenths / 10).\(tenths % 10)"
-        let what = operation == .flush ? "a \(operation.word) after \(word(countWord)) bytes written"
-            : "a \(operation.word) of \(word(countWord)) bytes at \(word(offsetWord))"
+        let what = switch operation {
+        case .flush: "a \(operation.word) after \(word(countWord)) bytes written"
+        case .open, .close: "an \(operation.word)"
+        case .read, .write: "a \(operation.word) of \(word(countWord)) bytes at \(word(offsetWord))"
+        }
         return "\(path): \(what) did not finish within \(seconds) s (--io-timeout, plus 1 s per MiB): the disk does "
             + "not answer; slotctl stopped, and the slot table holds the old state or the new one, as after a power cut"
     }
