@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install install test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -33,7 +33,7 @@ static: deps
 # Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
 # static checks of packaging/, the QEMU boot test, the device-mapper fault test and the
 # RAUC backend test.
-test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc
+test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
@@ -69,6 +69,19 @@ test-rauc: deps deps-rauc build
 # (Tests/mutation/lock-removed.sh; about a minute): the proof that they can.
 test-lock-mutation: deps
 	bash Tests/mutation/lock-removed.sh
+
+# What a device needs, in the places the README names: the static binary (stripped),
+# packaging/ (hook, dracut module, units, boot.sh, confirm, sysvinit, RAUC backend), the
+# man page and a bash completion made from the command grammar. scripts/install.sh.
+PREFIX ?= /usr
+DESTDIR ?=
+install: static
+	@bash scripts/install.sh "$(DESTDIR)" "$(PREFIX)" .build/static/release/slotctl
+
+# make install into a scratch root, its file list against the README, the man page
+# through groff's lint and the completion through bash (Tests/packaging/install-test.sh).
+test-install: static
+	bash Tests/packaging/install-test.sh
 
 demo: build
 	@bash scripts/demo.sh

@@ -32,7 +32,7 @@ seed_gpt "$tmp/fmt.img" format
 
 openssl genpkey -algorithm ed25519 -out "$tmp/k.pem" 2>/dev/null
 head -c 20000 /dev/urandom > "$tmp/payload"
-"$slotctl" --config /dev/null sign --key "$tmp/k.pem" --rollback-index 3 --version fuzz "$tmp/payload" -o "$tmp/plain" >/dev/null
+"$slotctl" --config /dev/null sign --key "$tmp/k.pem" --rollback-index 3 --image-version fuzz "$tmp/payload" -o "$tmp/plain" >/dev/null
 "$slotctl" --config /dev/null sign --key "$tmp/k.pem" --rollback-index 3 --verity "$tmp/payload" -o "$tmp/verity" >/dev/null
 "$slotctl" --config /dev/null sign --key "$tmp/k.pem" --rollback-index 3 --stream "$tmp/payload" -o "$tmp/stream" >/dev/null
 tail -c 8192 "$tmp/plain" > "$out/image/plain"

@@ -38,7 +38,7 @@ run() { echo "\$ slotctl $*"; set +e; slotctl "$@"; rc=$?; set -e; echo "(exit $
 # The build host signs each release; the device installs it into a slot.
 release() { # release VERSION: sign a small payload for VERSION (rollback index = its number)
   printf 'root file system %s\n' "$1" > "$DEMO/payload-$1"
-  slotctl sign --key "$DEMO/release.pem" --rollback-index "${1#v}" --version "$1" \
+  slotctl sign --key "$DEMO/release.pem" --rollback-index "${1#v}" --image-version "$1" \
     "$DEMO/payload-$1" -o "$DEMO/image-$1" | sed 's/^/  (build host) /'
 }
 
@@ -96,7 +96,7 @@ run install "$DEMO/image-v4-damaged" --tries 3
 show
 
 step "9. v4 intact, this time signed with a dm-verity tree: installed, boots (tree top checked), confirmed; the counter goes to 4"
-slotctl sign --key "$DEMO/release.pem" --rollback-index 4 --version v4 --verity \
+slotctl sign --key "$DEMO/release.pem" --rollback-index 4 --image-version v4 --verity \
   "$DEMO/payload-v4" -o "$DEMO/image-v4" | sed 's/^/  (build host) /'
 run install "$DEMO/image-v4" --tries 3
 echo "what the initramfs hook gets for veritysetup:"

@@ -338,3 +338,10 @@ public enum ECDSASignature {
         return der
     }
 }
+
+/// The libcrypto slotctl runs with, as OpenSSL names itself ("OpenSSL 3.0.x ..."), for
+/// `slotctl --version`.
+public func cryptoLibraryVersion() -> String {
+    guard let text = OpenSSL_version(OPENSSL_VERSION) else { return "unknown" }
+    return String(cString: text)
+}

@@ -34,7 +34,7 @@ struct Settings {
     var lockTimeout: Double = 10
     /// How long one disk operation may take before slotctl gives up on the disk
     /// (spec/locking.md); 0 turns the bound off.
-    var ioTimeout: Double = 30
+    var ioTimeout: Double = 120
 }
 
 func parseLockTimeout(_ text: String, source: String) throws(CLIError) -> Double {
@@ -45,8 +45,8 @@ func parseLockTimeout(_ text: String, source: String) throws(CLIError) -> Double
 }
 
 func parseIOTimeout(_ text: String, source: String) throws(CLIError) -> Double {
-    guard let value = Double(text), value >= 0, value <= 3600 else {
-        throw CLIError(.usage, "\(source): I/O timeout must be 0...3600 seconds (0: unbounded), not '\(text)'")
+    guard let value = Double(text), value == 0 || (value >= 1 && value <= 3600) else {
+        throw CLIError(.usage, "\(source): I/O timeout must be 1...3600 seconds, or 0 for unbounded, not '\(text)'")
     }
     return value
 }

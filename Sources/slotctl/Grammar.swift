@@ -81,7 +81,7 @@ enum Grammar {
             (line, value) throws(CLIError) in line.overrides.lockTimeout = try parseLockTimeout(value, source: "--lock-timeout")
         },
         .init(option: OptionSpec("--io-timeout", "SECONDS", help: "how long one disk operation may take, plus 1 s per MiB "
-                                 + "(default 30; 0: unbounded)")) {
+                                 + "(default 120; 0: unbounded)")) {
             (line, value) throws(CLIError) in line.overrides.ioTimeout = try parseIOTimeout(value, source: "--io-timeout")
         },
     ]
@@ -142,15 +142,19 @@ enum Grammar {
                     options: [OptionSpec("--key", "PEM", required: true, help: "the private key (ed25519, EC P-256, RSA 3072/4096)"),
                               OptionSpec("--rollback-index", "N", required: true, help: "the image's security version (0...65535)"),
                               OptionSpec("--rollback-location", "L", help: "its counter location (default 0)"),
-                              OptionSpec("--version", "S", help: "a version string for people (up to 63 bytes)"),
+                              OptionSpec("--image-version", "S", help: "the image's version string, for people (up to 63 bytes)"),
                               OptionSpec("--partition-size", "BYTES", help: "size the image to the slot partition"),
                               OptionSpec("--verity", help: "add a dm-verity hash tree"),
                               OptionSpec("--salt", "HEX", help: "with --verity: the salt (default random)"),
                               OptionSpec("--stream", help: "write the stream form, for install -"),
                               OptionSpec("-o", "IMAGE", required: true, help: "the output file")],
                     summary: "make a signed image of PAYLOAD",
-                    details: "Example: slotctl sign --key release.pem --rollback-index 4 --verity rootfs.img -o rootfs.signed",
+                    details: "Example: slotctl sign --key release.pem --rollback-index 4 --image-version 2.1.0 --verity rootfs.img -o rootfs.signed",
                     run: { (c) throws(CLIError) in try c.sign() }),
+        CommandSpec(name: "version", arguments: "", positional: 0...0, options: [],
+                    summary: "slotctl's version, how it was built, its libcrypto and the formats it reads",
+                    details: "The same as slotctl --version; with --json one object.",
+                    run: { (c) throws(CLIError) in (.ok, BuildInfo.text, BuildInfo.json) }),
     ]
 
     static func command(_ name: String) -> CommandSpec? { commands.first { $0.name == name } }
@@ -184,9 +188,79 @@ enum Grammar {
         return text
     }
 
+    /// slotctl(8), in man(7) roff, made from the same declarations as --help
+    /// (`slotctl help man-page`; `make install` installs it).
+    static var manPage: String {
+        func roff(_ text: String) -> String {
+            text.replacingAll("\\", with: "\\e").replacingAll("-", with: "\\-")
+        }
+        func item(_ option: OptionSpec) -> String {
+            ".TP\n.B \(roff(option.name))" + (option.value.map { " \\fI\(roff($0))\\fR" } ?? "") + "\n\(roff(option.help))\n"
+        }
+        var text = ".TH SLOTCTL 8 \"\" \"slotctl \(BuildInfo.version)\" \"System Administration\"\n"
+        text += ".SH NAME\nslotctl \\- choose, verify and confirm the A/B slot a device boots\n"
+        text += ".SH SYNOPSIS\n.B slotctl\n[\\fIOPTIONS\\fR] \\fICOMMAND\\fR [\\fIARGUMENTS\\fR]\n"
+        text += ".SH DESCRIPTION\nslotctl reads the slot table from a GPT, picks the highest-priority bootable slot, "
+            + "spends one of its tries before the boot goes on, verifies the slot's signed image, key and rollback index, "
+            + "and lets the booted system confirm itself (\\fBmark\\-successful\\fR) or give up "
+            + "(\\fBmark\\-failed\\fR) so that the next boot falls back on its own.\n"
+        text += ".SH COMMANDS\n"
+        for command in commands {
+            text += ".SS \(roff(command.usage))\n\(roff(command.summary)).\n"
+            for line in command.details.split(separator: "\n") { text += ".br\n\(roff(String(line)))\n" }
+            if !command.options.isEmpty { text += ".RS\n" + command.options.map(item).joined() + ".RE\n" }
+        }
+        text += ".SH OPTIONS\nThese go before or after the command.\n" + globalOptions.map { item($0.option) }.joined()
+        text += ".TP\n.B \\-\\-version\nslotctl's version and build, as \\fBslotctl version\\fR.\n"
+        text += ".TP\n.BR \\-\\-help \", \" \\-h\nThe usage; after a command, that command's help.\n"
+        text += ".SH EXIT STATUS\n\(roff(String(exitCodes.dropFirst("exit codes: ".count)))).\n"
+        text += ".SH FILES\n.TP\n.I /etc/slotctl.conf\ndefaults for the options: key = value lines "
+            + "(disk, keys, counters, booted_file, cmdline_file, sector_size, verification, lock_timeout, io_timeout)\n"
+            + ".TP\n.I /etc/slotctl/keys/*.pem\nthe trusted public keys\n"
+            + ".TP\n.I /run/slotctl/booted\nthe slot boot chose, for mark\\-successful and mark\\-failed\n"
+        text += ".SH SEE ALSO\n.BR cgpt (1),\n.BR sgdisk (8),\n.BR veritysetup (8),\n.BR rauc (1)\n"
+        return text
+    }
+
+    /// A bash completion (`slotctl help bash-completion`; `make install` installs it):
+    /// the commands, each one's options, and the global options, from the declarations.
+    static var bashCompletion: String {
+        let globals = globalOptions.map(\.option.name).joined(separator: " ") + " --version --help"
+        var cases = ""
+        for command in commands {
+            cases += "        \(command.name)) opts=\"\(command.options.map(\.name).joined(separator: " ")) $globals\" ;;\n"
+        }
+        return """
+        # bash completion for slotctl, made by `slotctl help bash-completion`.
+        _slotctl() {
+            local cur=${COMP_WORDS[COMP_CWORD]} command="" word opts
+            local globals="\(globals)"
+            for word in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+                case $word in -*) ;; *) [ -z "$command" ] && command=$word ;; esac
+            done
+            case $command in
+        \(cases)        "") COMPREPLY=($(compgen -W "\(commands.map(\.name).joined(separator: " ")) help $globals" -- "$cur")); return ;;
+                *) opts=$globals ;;
+            esac
+            COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+        }
+        complete -o default -F _slotctl slotctl
+
+        """
+    }
+
     /// "  left   right", the right column at 34; a left too long for it gets its own line.
     private static func row(_ left: String, _ right: String) -> String {
         guard left.count <= 30 else { return "  " + left + "\n" + String(repeating: " ", count: 34) + right + "\n" }
         return "  " + left + String(repeating: " ", count: 32 - left.count) + right + "\n"
+    }
+}
+
+extension String {
+    /// Every `target` character replaced (no Foundation on the CLI's path).
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for character in self { if character == target { out += replacement } else { out.append(character) } }
+        return out
     }
 }

@@ -46,7 +46,7 @@ extension Commands {
             do { salt = try randomBytes(32) } catch { throw CLIError(.cryptoError, "sign: \(error.message)") }
         }
         let request = SignFlow.Request(payloadSize: payload.byteCount, partitionSize: partitionSize, rollbackIndex: rollbackIndex,
-                                       rollbackLocation: location, version: line.flags["--version"] ?? "", veritySalt: salt)
+                                       rollbackLocation: location, version: line.flags["--image-version"] ?? "", veritySalt: salt)
         let layout = try flow { () throws(FlowError) in try SignFlow.layout(request, algorithm: algorithm) }
         // With --stream the image is made beside the output, turned into the stream form
         // (descriptor first, for `install -`), and removed.

@@ -14,6 +14,11 @@ struct Invocation {
 
     /// Whether --help (or -h) was given: help for the command, or the usage.
     var helpRequested = false
+    /// Whether --version was given (slotctl's own; `sign` names the image's version with
+    /// --image-version).
+    var versionRequested = false
+    /// Warnings about how the command line was written (an old spelling).
+    var notices: [String] = []
 
     /// Splits the words of the command line by the grammar (Grammar.swift): global options
     /// anywhere, the command word, its options and positional arguments. Which options a
@@ -42,6 +47,14 @@ struct Invocation {
                 try global.apply(&line, v)
             } else if name == "--help" || name == "-h" {
                 line.helpRequested = true
+            } else if name == "--version" && line.command == "sign" {
+                // sign's old spelling (BRIEF's contract): still read as the image's version,
+                // with a notice naming the unambiguous one.
+                if let inline { line.flags["--image-version"] = inline } else { line.flags["--image-version"] = try value(name) }
+                line.notices.append("sign --version S is spelled --image-version S now (slotctl --version alone prints "
+                    + "slotctl's own version); --version S still works after sign")
+            } else if name == "--version" {
+                line.versionRequested = true
             } else if Grammar.valued.contains(name) {
                 if let inline { line.flags[name] = inline } else { line.flags[name] = try value(name) }
             } else if Grammar.switches.contains(name) {

@@ -14,10 +14,25 @@ func emit(_ text: String, to fd: Int32) {
     try? (fd == 1 ? FileDescriptor.standardOutput : FileDescriptor.standardError).writeAll(Array(text.utf8))
 }
 
+// A standard stream the caller closed is opened on /dev/null, so that no file slotctl
+// opens (the disk) lands on descriptor 0, 1 or 2 and is read or written as one.
+for stream: Int32 in 0...2 where fcntl(stream, F_GETFD) < 0 {
+    _ = open("/dev/null", O_RDWR)
+}
+
 var json = Swift.CommandLine.arguments.contains("--json")
 var exitCode: StatusCode = .ok
 do throws(CLIError) {
-    let line = try Invocation.parse(Array(Swift.CommandLine.arguments.dropFirst()))
+    var line = try Invocation.parse(Array(Swift.CommandLine.arguments.dropFirst()))
+    if line.versionRequested {
+        guard line.command == nil || line.command == "version" else {
+            throw CLIError(.usage, "--version goes alone: slotctl --version (or slotctl version --json)")
+        }
+        line.command = "version"
+    }
+    // Files made from the command grammar, for `make install`.
+    if line.command == "help", line.positional.first == "man-page" { emit(Grammar.manPage, to: 1); exit(0) }
+    if line.command == "help", line.positional.first == "bash-completion" { emit(Grammar.bashCompletion, to: 1); exit(0) }
     // `slotctl --help`, `slotctl help [COMMAND]`, `slotctl COMMAND --help`.
     if line.command == "help" || line.helpRequested {
         let named = line.command == "help" ? line.positional.first : line.command
@@ -31,12 +46,21 @@ do throws(CLIError) {
     if line.command == nil { emit(Grammar.usage + "\n", to: 2) }
     let settings = try line.settings()
     json = settings.json
-    switch IOWatchdog.supervise(timeout: settings.ioTimeout, warning: { emit("slotctl: warning: \($0)\n", to: 2) }) {
+    // The disk commands run under the I/O watchdog (spec/locking.md); sign and version
+    // touch no slot disk. A stream install's input is relayed, so a stalled worker
+    // never holds the OTA client's pipe.
+    let touchesDisk = line.command != "sign" && line.command != "version"
+    let streamInput = line.command == "install"
+        && (line.positional.first == "-" || line.positional.first.flatMap(FileByteStream.isStreamOnly(path:)) == true)
+    switch IOWatchdog.supervise(timeout: touchesDisk ? settings.ioTimeout : 0, relayInput: streamInput,
+                                warning: { emit("slotctl: warning: \($0)\n", to: 2) }) {
     case .worker: break
     case .finished(let status): exit(status)
     case .stalled(let reason): throw CLIError(.ioError, reason)
+    case .failed(let reason): throw CLIError(.internalError, reason)
     }
     var commands = Commands(line: line, settings: settings)
+    commands.warnings += line.notices
     let outcome: Commands.Outcome
     do throws(CLIError) { outcome = try commands.run() } catch {
         for warning in commands.warnings { emit("slotctl: warning: \(warning)\n", to: 2) }
@@ -47,6 +71,7 @@ do throws(CLIError) {
     exitCode = code
     if json {
         var out = JSONObject()
+        out.set("schema_version", BuildInfo.schemaVersion)
         out.set("code", Int(code.rawValue))
         out.set("status", code.name.description)
         out.set("command", line.command ?? "")
@@ -61,6 +86,7 @@ do throws(CLIError) {
     emit("slotctl: \(error.message)\n", to: 2)
     if json {
         var out = JSONObject()
+        out.set("schema_version", BuildInfo.schemaVersion)
         out.set("code", Int(error.code.rawValue))
         out.set("status", error.code.name.description)
         out.set("error", error.message)

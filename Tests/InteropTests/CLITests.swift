@@ -98,6 +98,40 @@ import Testing
         #expect((object["error"] as? String)?.contains("no slot z") == true && oneLine(run.stderr))
     }
 
+    /// --version and `version --json` name the release and the build; sign's old
+    /// `--version S` is refused with the new spelling; every JSON object carries
+    /// schema_version; each command has its own --help, and a missing argument is named.
+    @Test func versionHelpAndSchema() throws {
+        var run = try Tools.slotctl(["--version"])
+        #expect(run.status == 0 && run.stdout.hasPrefix("slotctl ") && run.stdout.contains("crypto: OpenSSL")
+                && run.stdout.contains("descriptor 1"), "\(run.stdout)")
+        run = try Tools.slotctl(["version", "--json"])
+        var object = try Tools.json(run.stdout)
+        #expect(object["schema_version"] as? Int == 1 && object["code"] as? Int == 0)
+        let result = try #require(object["result"] as? [String: Any])
+        #expect(result["version"] is String && result["static"] is Bool && (result["crypto"] as? String)?.hasPrefix("OpenSSL") == true)
+        // sign's old spelling still names the image's version, with a notice of the new one.
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let payload = dir.appendingPathComponent("payload").path, image = dir.appendingPathComponent("image").path
+        try Data(repeating: 7, count: 5000).write(to: URL(fileURLWithPath: payload))
+        run = try Tools.slotctl(["sign", "--key", KeySet.shared.privatePath("ed25519"), "--rollback-index", "1",
+                                 "--version", "1.0", payload, "-o", image])
+        #expect(run.status == 0 && run.stderr.contains("--image-version"), "\(run.stderr)")
+        run = try Tools.slotctl(["--keys", KeySet.shared.keys, "--config", "/dev/null", "--json", "verify", "--image", image])
+        let report = try #require((try Tools.json(run.stdout)["result"] as? [String: Any])?["image_report"] as? [String: Any])
+        #expect(run.status == 0 && report["version"] as? String == "1.0", "\(run.stdout)")
+        run = try Tools.slotctl(["--json", "--config", "/dev/null", "status"])
+        object = try Tools.json(run.stdout)
+        #expect(run.status == 64 && object["schema_version"] as? Int == 1 && object["code"] as? Int == 64)
+        run = try Tools.slotctl(["set-active", "--help"])
+        #expect(run.status == 0 && run.stdout.contains("--tries N") && run.stdout.contains("Example:"))
+        run = try Tools.slotctl(["help", "install"])
+        #expect(run.status == 0 && run.stdout.contains("--stream-timeout SECONDS"))
+        run = try Tools.slotctl(["--config", "/dev/null", "set-active"])
+        #expect(run.status == 64 && run.stderr.contains("missing SLOT"), "\(run.stderr)")
+    }
+
     @Test func usageErrors() throws {
         let disk = try Disk()
         defer { disk.remove() }

@@ -191,7 +191,7 @@ func signedRandomPayload(_ dir: URL, keys: KeySet, bytes: Int, index: Int, name:
     var generator = SystemRandomNumberGenerator()
     try Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: payload))
     let path = dir.appendingPathComponent((stream ? "stream-" : "image-") + name).path
-    let run = try Tools.slotctl(["sign", "--key", keys.privatePath(key), "--rollback-index", "\(index)", "--version", name]
+    let run = try Tools.slotctl(["sign", "--key", keys.privatePath(key), "--rollback-index", "\(index)", "--image-version", name]
                                 + (stream ? ["--stream"] : []) + [payload, "-o", path])
     #expect(run.status == 0, "\(run.stderr)")
     return path

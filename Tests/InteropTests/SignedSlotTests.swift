@@ -76,7 +76,7 @@ enum DER {
     let keys = KeySet.shared
 
     func sign(_ algorithm: String, payload: String, output: String, extra: [String] = []) throws {
-        let run = try Tools.slotctl(["sign", "--key", keys.privatePath(algorithm), "--rollback-index", "3", "--version", "v-\(algorithm)",
+        let run = try Tools.slotctl(["sign", "--key", keys.privatePath(algorithm), "--rollback-index", "3", "--image-version", "v-\(algorithm)",
                                      payload, "-o", output] + extra)
         #expect(run.status == 0, "sign \(algorithm): \(run.stderr)")
     }

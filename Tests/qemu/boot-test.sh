@@ -163,7 +163,7 @@ EOF
 sign() { # version index key [plain: no dm-verity tree]
 	local verity=--verity
 	[ "${4:-}" = plain ] && verity=
-	"$HOST_SLOTCTL" sign --key "$3" --rollback-index "$2" --version "$1" $verity \
+	"$HOST_SLOTCTL" sign --key "$3" --rollback-index "$2" --image-version "$1" $verity \
 		--partition-size "$SLOT_SIZE" "rootfs-$1.ext4" -o "v$1.img" >/dev/null || die "sign v$1"
 }
 

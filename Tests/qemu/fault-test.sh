@@ -33,8 +33,8 @@ openssl genpkey -algorithm ed25519 -out release.pem 2>/dev/null
 openssl pkey -in release.pem -pubout -out keys/release.pem
 host() { ./slotctl --disk disk.img --keys keys --config /dev/null --booted-file booted --cmdline-file /dev/null "$@"; }
 head -c 3000000 /dev/urandom > payload1 && head -c 3000000 /dev/urandom > payload2
-./slotctl sign --key release.pem --rollback-index 1 --version v1 payload1 -o v1.img >/dev/null || die "sign v1"
-./slotctl sign --key release.pem --rollback-index 2 --version v2 payload2 -o v2.img >/dev/null || die "sign v2"
+./slotctl sign --key release.pem --rollback-index 1 --image-version v1 payload1 -o v1.img >/dev/null || die "sign v1"
+./slotctl sign --key release.pem --rollback-index 2 --image-version v2 payload2 -o v2.img >/dev/null || die "sign v2"
 # Slot a holds v1, booted and confirmed; b is empty.
 host format --size 64M --slot-size 16M >/dev/null || die "format"
 host install v1.img --slot a >/dev/null && host boot >/dev/null && host mark-successful >/dev/null || die "install v1"

@@ -99,10 +99,10 @@ openssl genpkey -algorithm ed25519 -out "$T/release.pem" 2>/dev/null &&
 head -c 1048576 /dev/urandom >"$T/payload"
 SLOT_SIZE=16M
 for v in 1 2 3; do
-	"$SLOTCTL_BIN" sign --key "$T/release.pem" --rollback-index $v --version "$v.0" --partition-size $SLOT_SIZE \
+	"$SLOTCTL_BIN" sign --key "$T/release.pem" --rollback-index $v --image-version "$v.0" --partition-size $SLOT_SIZE \
 		"$T/payload" -o "$T/v$v.img" >/dev/null || fatal "slotctl sign v$v"
 done
-"$SLOTCTL_BIN" sign --key "$T/untrusted.pem" --rollback-index 4 --version evil --partition-size $SLOT_SIZE \
+"$SLOTCTL_BIN" sign --key "$T/untrusted.pem" --rollback-index 4 --image-version evil --partition-size $SLOT_SIZE \
 	"$T/payload" -o "$T/untrusted.img" >/dev/null || fatal "slotctl sign (untrusted key)"
 cp "$T/payload" "$T/unsigned.img" && truncate -s $SLOT_SIZE "$T/unsigned.img"
 
