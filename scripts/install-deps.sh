@@ -9,7 +9,7 @@
 # for its service's session bus, squashfs-tools for `rauc bundle`, busybox for the
 # handler's ash run, python3 for reading JSON.
 set -euo pipefail
-packages=(pkg-config libssl-dev openssl uuid-dev libblkid-dev gdisk cgpt util-linux fdisk e2fsprogs swtpm swtpm-tools
+packages=(pkg-config libssl-dev openssl uuid-dev libblkid-dev gdisk cgpt util-linux fdisk e2fsprogs swtpm swtpm-tools groff-base
   tpm2-tools cryptsetup-bin)
 norecommends=""
 if [ "${1:-}" = qemu ]; then
