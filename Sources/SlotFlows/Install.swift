@@ -50,15 +50,8 @@ public enum InstallFlow {
         let offset = target.offset, size = target.size, descriptorEnd = target.descriptorEnd
         do throws(FlowError) {
             // 4. Copy, then the footer where boot looks for it: the end of the partition.
-            do {
+            try writeSlot(disk, footer: footer, partitionEnd: offset + size, name: name) { () throws(StorageError) in
                 try hasher.copyUnhashed(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
-                var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
-                var span = footerBytes.mutableSpan
-                footer.serialize(into: &span)
-                try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
-                try disk.flush()
-            } catch {
-                throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description)")
             }
             // 5 and 6. Read back and verify as boot will, then on trial from the next boot.
             return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
@@ -118,19 +111,29 @@ public enum InstallFlow {
                 throw FlowError(.digestMismatch, "install: the streamed payload's SHA-256 is \(digest.hexText), the descriptor says "
                     + "\(expected.hexText)")
             }
-            do {
+            let footer = ImageFooter(descriptorOffset: header.descriptorOffset, descriptorSize: header.descriptorSize)
+            try writeSlot(disk, footer: footer, partitionEnd: offset + size, name: name) { () throws(StorageError) in
                 try disk.writeBytes(descriptorBytes, at: offset + header.descriptorOffset)
-                var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
-                var span = footerBytes.mutableSpan
-                ImageFooter(descriptorOffset: header.descriptorOffset, descriptorSize: header.descriptorSize).serialize(into: &span)
-                try disk.writeBytes(footerBytes, at: offset + size - UInt64(ImageFooter.size))
-                try disk.flush()
-            } catch {
-                throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description)")
             }
             return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
         } catch {
             throw settle(disk, target, letter: letter, error)
+        }
+    }
+
+    /// The end of step 4 for both forms: `body` writes the image's bytes, then the footer
+    /// goes to the end of the partition and everything is flushed. A failure is 31.
+    private static func writeSlot(_ disk: BlockStore, footer: ImageFooter, partitionEnd: UInt64, name: String,
+                                  _ body: () throws(StorageError) -> Void) throws(FlowError) {
+        do {
+            try body()
+            var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
+            var span = footerBytes.mutableSpan
+            footer.serialize(into: &span)
+            try disk.writeBytes(footerBytes, at: partitionEnd - UInt64(ImageFooter.size))
+            try disk.flush()
+        } catch {
+            throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description)")
         }
     }
 
