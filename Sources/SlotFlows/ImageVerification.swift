@@ -20,9 +20,7 @@ public struct ImageReport {
     public var verified: Bool { code == .ok }
     public var keyID: [UInt8]? { descriptor.map { d in (0..<32).map { d.keyID[$0] } } }
     public var payloadDigest: [UInt8]? { descriptor.map { d in (0..<32).map { d.payloadDigest[$0] } } }
-    public var version: String? {
-        descriptor.map { d in String(decoding: (0..<d.versionLength).map { d.versionString[$0] }, as: UTF8.self) }
-    }
+    public var version: String? { descriptor?.versionText }
 }
 
 /// Verification of signed slot images (spec/image-format.md), in this order, stopping at
@@ -42,20 +40,13 @@ public enum ImageVerification {
             report.reason = reason
             return report
         }
-        guard size >= UInt64(ImageFooter.size) else { return fail(.unsigned, "too small to hold a footer") }
         let footer: ImageFooter
         let descriptorBytes: [UInt8]
-        do {
-            let footerBytes = try store.readBytes(count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size))
-            do { footer = try ImageFooter.parse(footerBytes.span, partitionSize: size) } catch {
-                return fail(error.statusCode, error.reason.description)
-            }
-            report.footer = footer
-            // Bounded by ImageFooter.parse: at most SlotDescriptor.maxSize, inside the partition.
-            descriptorBytes = try store.readBytes(count: Int(footer.descriptorSize), at: offset + footer.descriptorOffset)
-        } catch {
-            return fail(.ioError, "reading the image: \(error.description)")
+        switch readSigned(store, offset: offset, size: size) {
+        case .success(let read): (footer, descriptorBytes) = read
+        case .failure(let refusal): return fail(refusal.code, refusal.message)
         }
+        report.footer = footer
         report = verifyDescriptor(descriptorBytes, descriptorOffset: footer.descriptorOffset, keys: keys, into: report)
         guard report.verified, let descriptor = report.descriptor else { return report }
         if verityTopOnly && descriptor.hasVerity {
@@ -99,6 +90,43 @@ public enum ImageVerification {
 }
 
 extension ImageVerification {
+    /// Step 1: the footer at the end of [offset, offset + size) and the descriptor bytes it
+    /// locates (bounded by the footer's checks: at most SlotDescriptor.maxSize, inside the
+    /// partition). Shared by `verify` and `peek`.
+    static func readSigned(_ store: BlockStore, offset: UInt64, size: UInt64) -> Result<(ImageFooter, [UInt8]), FlowError> {
+        guard size >= UInt64(ImageFooter.size) else { return .failure(FlowError(.unsigned, "too small to hold a footer")) }
+        do {
+            let footerBytes = try store.readBytes(count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size))
+            let footer: ImageFooter
+            do { footer = try ImageFooter.parse(footerBytes.span, partitionSize: size) } catch {
+                return .failure(FlowError(error.statusCode, error.reason.description))
+            }
+            return .success((footer, try store.readBytes(count: Int(footer.descriptorSize), at: offset + footer.descriptorOffset)))
+        } catch {
+            return .failure(FlowError(.ioError, "reading the image: \(error.description)"))
+        }
+    }
+
+    /// The image's footer and descriptor, parsed with every bound checked but with no key,
+    /// signature or payload checked: what `slotctl current` shows, at the cost of two
+    /// small reads. `code` is `.ok` when the descriptor parses; the report's `signer` is
+    /// never set.
+    public static func peek(_ store: BlockStore, offset: UInt64, size: UInt64) -> ImageReport {
+        var report = ImageReport(code: .ok)
+        switch readSigned(store, offset: offset, size: size) {
+        case .failure(let refusal):
+            report.code = refusal.code
+            report.reason = refusal.message
+        case .success(let (footer, bytes)):
+            report.footer = footer
+            do { report.descriptor = try SlotDescriptor.parse(bytes.span, descriptorOffset: footer.descriptorOffset) } catch {
+                report.code = error.statusCode
+                report.reason = error.reason.description
+            }
+        }
+        return report
+    }
+
     /// Steps 2-5 of verification on descriptor bytes alone (their offset in the
     /// partition is `descriptorOffset`): bounds, trusted key, key kind, signature. On
     /// success `signer` is set; the payload digest is the caller's to check. Used for
@@ -137,4 +165,9 @@ extension ImageVerification {
         report.signer = key
         return report
     }
+}
+
+extension SlotDescriptor {
+    /// The version string as text (its bytes are checked printable UTF-8 by parse).
+    public var versionText: String { String(decoding: (0..<versionLength).map { versionString[$0] }, as: UTF8.self) }
 }

@@ -93,6 +93,11 @@ enum Grammar {
                     summary: "the table copies, each slot's state and image, the counters",
                     details: "Reads only: a copy needing repair or a state needing normalization is reported, not written.",
                     run: { (c) throws(CLIError) in try c.status() }),
+        CommandSpec(name: "current", arguments: "", positional: 0...0, options: [],
+                    summary: "the booted slot and its image's version, cheaply (no hashing)",
+                    details: "From the booted record (or slotctl.slot=), the table and the image's descriptor; "
+                        + "boot verified the image. Exit 64: no booted slot is known.",
+                    run: { (c) throws(CLIError) in try c.current() }),
         CommandSpec(name: "boot", arguments: "", positional: 0...0,
                     options: [OptionSpec("--dry-run", help: "choose and verify, write nothing"),
                               OptionSpec("--shell", help: "print NAME='value' lines for the initramfs hook")],

@@ -147,7 +147,7 @@ extension Commands {
         }
         warnings += report.warnings
         let name = BootControl.letterText(report.slot)
-        let version = String(decoding: (0..<report.descriptor.versionLength).map { report.descriptor.versionString[$0] }, as: UTF8.self)
+        let version = report.descriptor.versionText
         var json = JSONObject()
         json.set("slot", name)
         json.set("partition", report.partition)

@@ -133,7 +133,9 @@ enum Render {
         text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
     }
 
-    static func imageJSON(_ report: ImageReport) -> JSONObject {
+    /// An image's findings; `device` names where its dm-verity data and tree are (the
+    /// slot's partition, or the image file), for the same `verity` object boot and sign show.
+    static func imageJSON(_ report: ImageReport, device: String) -> JSONObject {
         var o = JSONObject()
         o.set("verified", report.verified)
         o.set("code", Int(report.code.rawValue))
@@ -149,6 +151,9 @@ enum Render {
             o.set("payload_sha256", report.payloadDigest!.hexText)
         }
         if let signer = report.signer { o.set("signer", signer.path) }
+        if let d = report.descriptor {
+            if d.hasVerity { o.set("verity", verityJSON(d, device: device)) } else { o.setNull("verity") }
+        }
         return o
     }
 

@@ -40,6 +40,16 @@ extension Commands {
         json.set("offset", report.table.byteOffset(slot))
         json.set("size", report.table.byteSize(slot))
         json.set("verification", settings.verification.rawValue)
+        // What booted, as the verifier proved it (null without signature checks).
+        if let d = report.descriptor {
+            json.set("version", d.versionText)
+            json.set("key_id", (0..<32).map { d.keyID[$0] }.hexText)
+            json.set("rollback_index", d.rollbackIndex)
+        } else {
+            json.setNull("version")
+            json.setNull("key_id")
+            json.setNull("rollback_index")
+        }
         var verity: SlotDescriptor?
         // The descriptor the verifier proved, never a second read of the disk (spec/security.md).
         if verifies, let descriptor = report.descriptor, descriptor.hasVerity {

@@ -7,11 +7,11 @@ import SlotStorage
 /// The reading commands: `status` and `verify`.
 extension Commands {
     /// Image findings with the rollback verdict, for status and verify.
-    func imageReport(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
+    func imageReport(_ store: BlockStore, offset: UInt64, size: UInt64, device: String, keys: KeyDirectory,
                              counters: RollbackCounters?, hasher: PayloadHasher) -> (ImageReport, JSONObject, String) {
         var report = ImageVerification.verify(store, offset: offset, size: size, keys: keys, hasher: hasher)
         ImageVerification.judgeRollback(&report, counters)
-        var json = Render.imageJSON(report)
+        var json = Render.imageJSON(report, device: device)
         let note = Render.rollback(report, into: &json)
         return (report, json, note)
     }
@@ -37,8 +37,9 @@ extension Commands {
             text += Render.slotRow(slot, report.table)
             for note in notes { text += "      normalized at next write: \(note)\n" }
             if let keys {
+                let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
                 let (image, imageJSON, note) = imageReport(store, offset: report.table.byteOffset(slot),
-                                                           size: report.table.byteSize(slot), keys: keys,
+                                                           size: report.table.byteSize(slot), device: device, keys: keys,
                                                            counters: counters, hasher: hasher)
                 item.set("image", imageJSON)
                 text += "      image: " + Render.imageSummary(image) + (note.isEmpty ? "" : "; \(note)") + "\n"
@@ -82,6 +83,7 @@ extension Commands {
         let hasher = PayloadHasher()
         let report: ImageReport
         var subject: String
+        let device: String
         var json = JSONObject()
         if let image = line.flags["--image"] {
             guard line.positional.isEmpty else { throw CLIError(.usage, "verify: give a SLOT or --image FILE, not both") }
@@ -89,7 +91,9 @@ extension Commands {
             do { store = try FileBlockStore(path: image, writable: false, sectorSize: 512) } catch {
                 throw CLIError(Commands.code(opening: error), "verify: \(error.description)")
             }
-            report = imageReport(store, offset: 0, size: store.byteCount, keys: keys, counters: try counters(), hasher: hasher).0
+            device = image
+            report = imageReport(store, offset: 0, size: store.byteCount, device: device, keys: keys, counters: try counters(),
+                                 hasher: hasher).0
             subject = "image \(image)"
             json.set("image", image)
         } else {
@@ -101,17 +105,50 @@ extension Commands {
                 throw CLIError(.usage, "no slot \(BootControl.letterText(letter)) in the slot table")
             }
             let slot = table.slots[index]
-            report = imageReport(store, offset: table.byteOffset(slot), size: table.byteSize(slot), keys: keys,
+            device = Render.partitionDevice(store, table.partitionNumber(slot))
+            report = imageReport(store, offset: table.byteOffset(slot), size: table.byteSize(slot), device: device, keys: keys,
                                  counters: try counters(), hasher: hasher).0
             subject = "slot \(BootControl.letterText(letter)) (partition \(table.partitionNumber(slot)) of \(store.path))"
             json.set("slot", BootControl.letterText(letter))
             json.set("partition", table.partitionNumber(slot))
         }
         json.set("verified", report.verified)
-        json.set("image_report", Render.imageJSON(report))
+        json.set("image_report", Render.imageJSON(report, device: device))
         var text = "\(subject)\n" + Render.imageDetails(report)
         for problem in keys.problems { text += "key problem: \(problem)\n" }
         if report.verified { return (.ok, text, json) }
         throw CLIError(report.code, "verify: \(subject): \(report.reason ?? "refused")", details: text)
     }
+
+    /// `current`: the booted slot and its image's version, cheaply (the booted record, the
+    /// table, the footer and the descriptor: no hashing, no signature check; boot did
+    /// those). For scripts and people who ask "which slot am I on".
+    func current() throws(CLIError) -> Outcome {
+        let record = try bootedRecord()
+        let store = try openDisk(writable: false)
+        let table = try flow { () throws(FlowError) in try TableStore.load(store) }
+        let name = BootControl.letterText(record.letter)
+        guard let index = table.slots.index(ofLetter: record.letter) else {
+            throw CLIError(.usage, "the booted slot \(name) is not in the slot table")
+        }
+        let slot = table.slots[index]
+        let image = ImageVerification.peek(store, offset: table.byteOffset(slot), size: table.byteSize(slot))
+        var json = Render.slotJSON(slot, table)
+        json.set("slot", name)
+        json.set("device", Render.partitionDevice(store, table.partitionNumber(slot)))
+        json.set("verified_at_boot", record.claim != nil)
+        var text = name
+        if let d = image.descriptor {
+            json.set("version", image.version ?? "")
+            json.set("rollback_index", d.rollbackIndex)
+            json.set("rollback_location", Int(d.rollbackLocation))
+            text += " (version '\(Render.printable(image.version ?? ""))', rollback index \(d.rollbackIndex))"
+        } else {
+            json.setNull("version")
+            json.set("image", image.reason ?? "no image")
+            text += " (no signed image: \(image.reason ?? "unknown"))"
+        }
+        return (.ok, text + "\n", json)
+    }
 }
+

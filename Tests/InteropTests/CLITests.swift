@@ -132,6 +132,44 @@ import Testing
         #expect(run.status == 64 && run.stderr.contains("missing SLOT"), "\(run.stderr)")
     }
 
+    /// `current` names the booted slot and its version from the descriptor (no hashing);
+    /// boot --json carries what booted; verify and status show the same verity object.
+    @Test func currentAndWhatBooted() throws {
+        let disk = try Disk()
+        defer { disk.remove() }
+        let keys = KeySet.shared
+        func slotctl(_ arguments: [String]) throws -> Run {
+            try Tools.slotctl(["--disk", disk.path, "--keys", keys.keys, "--booted-file", disk.booted, "--cmdline-file", "/dev/null",
+                               "--config", "/dev/null"] + arguments)
+        }
+        var run = try slotctl(["current"])
+        #expect(run.status == 64 && run.stderr.contains("no booted slot"), "\(run.stderr)")
+        let payload = disk.dir.appendingPathComponent("payload").path, image = disk.dir.appendingPathComponent("image").path
+        try Data(repeating: 3, count: 100_000).write(to: URL(fileURLWithPath: payload))
+        run = try slotctl(["sign", "--key", keys.privatePath("ed25519"), "--rollback-index", "2", "--image-version", "3.1",
+                           "--verity", "--partition-size", "8M", payload, "-o", image])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(try slotctl(["install", image, "--slot", "a"]).status == 0)
+        run = try slotctl(["--json", "boot"])
+        var result = try #require(try Tools.json(run.stdout)["result"] as? [String: Any])
+        #expect(result["slot"] as? String == "a" && result["version"] as? String == "3.1" && result["rollback_index"] as? Int == 2
+                && (result["key_id"] as? String)?.count == 64, "\(run.stdout)")
+        run = try slotctl(["current"])
+        #expect(run.status == 0 && run.stdout == "a (version '3.1', rollback index 2)\n", "\(run.stdout) \(run.stderr)")
+        run = try slotctl(["--json", "current"])
+        result = try #require(try Tools.json(run.stdout)["result"] as? [String: Any])
+        #expect(result["slot"] as? String == "a" && result["version"] as? String == "3.1" && result["verified_at_boot"] as? Bool == true)
+        run = try slotctl(["--json", "verify", "a"])
+        let report = try #require((try Tools.json(run.stdout)["result"] as? [String: Any])?["image_report"] as? [String: Any])
+        let verity = try #require(report["verity"] as? [String: Any])
+        #expect((verity["root_hash"] as? String)?.count == 64 && verity["hash_offset"] is Int)
+        run = try slotctl(["--json", "status"])
+        let slots = try #require((try Tools.json(run.stdout)["result"] as? [String: Any])?["slots"] as? [[String: Any]])
+        let statusVerity = (slots[0]["image"] as? [String: Any])?["verity"] as? [String: Any]
+        #expect(statusVerity?["root_hash"] as? String == verity["root_hash"] as? String)
+        #expect((slots[1]["image"] as? [String: Any])?["verity"] == nil, "slot b holds no image: no descriptor, no verity key")
+    }
+
     @Test func usageErrors() throws {
         let disk = try Disk()
         defer { disk.remove() }
