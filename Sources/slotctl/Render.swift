@@ -215,8 +215,9 @@ enum Render {
     /// `boot --shell`: what the initramfs hook needs, as `NAME='value'` lines it can `eval`
     /// (packaging/ and spec/cli.md). Every value is single-quoted, so a label or path
     /// can never run as shell code.
-    static func bootShell(_ slot: Slot, _ table: LoadedTable, device: String, verity: SlotDescriptor?,
+    static func bootShell(_ slot: Slot, _ table: LoadedTable, device: String, verified: SlotDescriptor?,
                           verification: String) -> String {
+        let verity = verified?.hasVerity == true ? verified : nil
         var pairs: [(String, String)] = [
             ("SLOTCTL_SLOT", BootControl.letterText(slot.letter)),
             ("SLOTCTL_PARTITION", "\(table.partitionNumber(slot))"),
@@ -229,6 +230,10 @@ enum Render {
             ("SLOTCTL_LABEL", table.label(slot)),
             ("SLOTCTL_VERIFICATION", verification),
             ("SLOTCTL_VERITY", verity == nil ? "0" : "1"),
+            // For the hook's log line: the state after this boot's try, and what booted.
+            ("SLOTCTL_TRIES", "\(slot.state.tries)"),
+            ("SLOTCTL_SUCCESSFUL", slot.state.successful ? "1" : "0"),
+            ("SLOTCTL_IMAGE_VERSION", verified?.versionText ?? ""),
         ]
         if let d = verity {
             let v = d.verity

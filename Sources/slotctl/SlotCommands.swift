@@ -50,10 +50,9 @@ extension Commands {
             json.setNull("key_id")
             json.setNull("rollback_index")
         }
-        var verity: SlotDescriptor?
         // The descriptor the verifier proved, never a second read of the disk (spec/security.md).
-        if verifies, let descriptor = report.descriptor, descriptor.hasVerity {
-            verity = descriptor
+        let verified = verifies ? report.descriptor : nil
+        if let descriptor = verified, descriptor.hasVerity {
             json.set("verity", Render.verityJSON(descriptor, device: device))
         } else {
             json.setNull("verity")
@@ -72,7 +71,7 @@ extension Commands {
         json.set("unreadable", verdicts(report.unreadable))
         json.set("warnings", strings: warnings)
         guard line.switches.contains("--shell") else { return (.ok, name + "\n", json) }
-        return (.ok, Render.bootShell(slot, report.table, device: device, verity: verity,
+        return (.ok, Render.bootShell(slot, report.table, device: device, verified: verified,
                                       verification: settings.verification.rawValue), json)
     }
 

@@ -70,5 +70,28 @@ echo "root=/dev/sda2 ro" > "$gen/cmdline"
 SLOTCTL_CMDLINE=$gen/cmdline busybox sh packaging/dracut/90slotctl/slotctl-generator.sh "$gen/normal" "$gen/other" "$gen/late"
 check "generator: another root= gets no unit" "[ -z \"\$(ls -A '$gen/other')\" ]"
 
+# The kernel log (boot.sh): decisions and slotctl's own warnings go to /dev/kmsg with the
+# `slotctl:` tag and a syslog priority; a boot writes at most 40 lines.
+kmsg=$units/kmsg
+: > "$kmsg"
+cat > "$units/fake-slotctl" <<'FAKE'
+#!/bin/sh
+echo "slotctl: warning: slot b refused (untrusted_key): signed by key 00ff, which is not in /k; marked unbootable" >&2
+printf "SLOTCTL_SLOT='a'\nSLOTCTL_TRIES='5'\n"
+FAKE
+chmod +x "$units/fake-slotctl"
+got=$(SLOTCTL=$units/fake-slotctl SLOTCTL_KMSG=$kmsg SLOTCTL_CONF=/dev/null SLOTCTL_BOOT_CONF=/nonexistent TMPDIR=$units \
+	busybox sh -c '. packaging/lib/boot.sh; slotctl_run_boot; eval "$out"; echo "rc=$rc slot=$SLOTCTL_SLOT tries=$SLOTCTL_TRIES"; slotctl_log "slot a chosen"; slotctl_log_error "no bootable slot -> panic"' 2>/dev/null)
+check "boot.sh: slotctl boot's output and status kept (got '$got')" "[ '$got' = 'rc=0 slot=a tries=5' ]"
+check "boot.sh: slotctl's warning in the kernel log as a warning" \
+	"grep -qx '<12>slotctl: warning: slot b refused (untrusted_key): signed by key 00ff, which is not in /k; marked unbootable' '$kmsg'"
+check "boot.sh: a decision as a notice, an action as an error" \
+	"grep -qx '<13>slotctl: slot a chosen' '$kmsg' && grep -qx '<11>slotctl: no bootable slot -> panic' '$kmsg'"
+check "boot.sh: no temp file left behind" "! ls '$units'/slotctl-boot.* >/dev/null 2>&1"
+: > "$kmsg"
+SLOTCTL_KMSG=$kmsg SLOTCTL_BOOT_CONF=/nonexistent busybox sh -c '. packaging/lib/boot.sh; i=0; while [ $i -lt 60 ]; do slotctl_log "line $i $(printf %0300d 0)"; i=$((i + 1)); done' 2>/dev/null
+check "boot.sh: at most 40 kernel-log lines a boot, each cut at 200 bytes" \
+	"[ \$(wc -l < '$kmsg') -eq 40 ] && [ \$(awk '{ if (length > m) m = length } END { print m }' '$kmsg') -le 215 ]"
+
 echo "packaging: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -147,6 +147,8 @@ mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo "QEMU-TEST: running version $(cat /etc/slot-version) from slot $(head -n 1 /run/slotctl/booted) root $(grep ' / ' /proc/mounts | head -n 1 | sed 's/^\([^ ]*\) [^ ]* [^ ]* \([^ ,]*\).*/\1 \2/')"
+# What the initramfs told the kernel log about this boot.
+dmesg | grep 'slotctl: ' | sed 's/^/QEMU-KMSG: /'
 /usr/libexec/slotctl/slotctl-confirm
 echo "QEMU-TEST: confirm exited $?"
 /usr/sbin/slotctl status
@@ -345,6 +347,8 @@ sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v: no problems
 boot "v1 in a"
 expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotctl-root ro" "boot $BOOT_NUMBER: v1 runs from slot a on the dm-verity mapping, read-only"
 expect_console "booted slot confirmed" "boot $BOOT_NUMBER: health checks passed and a was confirmed"
+expect_console "QEMU-KMSG: .*slotctl: slot a chosen: version '1', on trial, [0-9]+ tries left, /dev/vda1" \
+	"boot $BOOT_NUMBER: the kernel log says which slot was chosen, its version and tries left"
 expect_state 1 "15 0 1" "after boot $BOOT_NUMBER: a is confirmed"
 expect_counter 1 "after boot $BOOT_NUMBER: mark-successful raised the TPM counter to v1's index"
 
@@ -385,6 +389,8 @@ if [ "$FLAVOUR" = initramfs-tools ]; then
 	cgpt add -i 2 -P 15 -T 6 -S 0 disk.img
 	boot "v3 (untrusted key) in b"
 	expect_console "slot b refused \(untrusted_key\)" "boot $BOOT_NUMBER: slotctl refused b's untrusted signature"
+	expect_console "QEMU-KMSG: .*slotctl: warning: slot b refused \(untrusted_key\)" \
+		"boot $BOOT_NUMBER: the refusal is in the kernel log of the boot that fell back"
 	expect_console "QEMU-TEST: running version 1 from slot a" "boot $BOOT_NUMBER: a boots instead"
 	expect_not_console "running version 3" "boot $BOOT_NUMBER: v3 never ran"
 	expect_state 2 "0 0 0" "after boot $BOOT_NUMBER: b marked unbootable"
@@ -411,7 +417,7 @@ host install v5.img --slot b >/dev/null || die "install v5"
 boot "v5 in b"
 v5_root=/dev/vda2
 [ "$FLAVOUR" = dracut ] && v5_root=/dev/mapper/slotctl-root
-expect_console "slot b chosen: /dev/vda2 \(verification signature, verity 0\)" "boot $BOOT_NUMBER: slotctl chose b, verified without a tree"
+expect_console "slot b chosen: version '5', on trial, [0-9]+ tries left, /dev/vda2 \(verification signature, verity 0\)" "boot $BOOT_NUMBER: slotctl chose b, verified without a tree"
 expect_console "QEMU-TEST: running version 5 from slot b root $v5_root ro" "boot $BOOT_NUMBER: v5 runs from b on $v5_root, read-only"
 expect_console "booted slot confirmed" "boot $BOOT_NUMBER: b confirmed"
 expect_state 2 "15 0 1" "after boot $BOOT_NUMBER: b confirmed"

@@ -21,7 +21,37 @@ SLOTCTL_VERITY_NAME=slotctl-root
 # shellcheck disable=SC1090
 [ -r "$SLOTCTL_BOOT_CONF" ] && . "$SLOTCTL_BOOT_CONF"
 
-slotctl_log() { echo "slotctl-boot: $*" >&2; }
+# Every decision also goes to the kernel log, tagged `slotctl:` with a syslog priority
+# (user facility: 13 notice, 12 warning, 11 error), so dmesg and, once the system is
+# up, `journalctl -b -t slotctl` tell the story of the boot. Lines are cut at 200 bytes
+# and a boot writes at most 40 of them. SLOTCTL_KMSG names another file (tests).
+SLOTCTL_KMSG=${SLOTCTL_KMSG:-/dev/kmsg}
+slotctl_kmsg_lines=0
+slotctl_kmsg() {
+	level=$1
+	shift
+	[ "$slotctl_kmsg_lines" -lt 40 ] && [ -w "$SLOTCTL_KMSG" ] || return 0
+	slotctl_kmsg_lines=$((slotctl_kmsg_lines + 1))
+	printf '<%s>slotctl: %s\n' "$level" "$(printf '%s' "$*" | tr -d '\n' | cut -c1-200)" >> "$SLOTCTL_KMSG" 2>/dev/null
+}
+slotctl_log() { echo "slotctl-boot: $*" >&2; slotctl_kmsg 13 "$*"; }
+slotctl_log_error() { echo "slotctl-boot: $*" >&2; slotctl_kmsg 11 "$*"; }
+
+# Runs `slotctl boot --shell` with the config; its stdout is left in `out`, its status
+# in `rc`, and each line it wrote to stderr (a refused slot, counters out of reach) is
+# shown and logged as a warning.
+slotctl_run_boot() {
+	errors=${TMPDIR:-/run}/slotctl-boot.$$
+	out=$("$SLOTCTL" --config "$SLOTCTL_CONF" boot --shell 2>"$errors")
+	rc=$?
+	if [ -s "$errors" ]; then
+		while IFS= read -r line; do
+			echo "$line" >&2
+			slotctl_kmsg 12 "${line#slotctl: }"
+		done < "$errors"
+	fi
+	rm -f "$errors"
+}
 
 # The value of one `name = value` line of slotctl.conf, read as slotctl reads it (a `#`
 # starts a comment, the last line wins). The initramfs hooks call it at build time too,
@@ -58,7 +88,7 @@ slotctl_wait_for_disk() {
 slotctl_act() {
 	action=$1
 	shift
-	slotctl_log "$* -> $action"
+	slotctl_log_error "$* -> $action"
 	case "$action" in
 	reboot) sync; reboot -f ;;
 	poweroff) sync; poweroff -f ;;
@@ -126,8 +156,7 @@ slotctl_select_root() {
 		slotctl_act "$SLOTCTL_ON_TABLE_UNUSABLE" "slot disk missing"
 		return 0
 	fi
-	out=$("$SLOTCTL" --config "$SLOTCTL_CONF" boot --shell)
-	rc=$?
+	slotctl_run_boot
 	case "$rc" in
 	0) ;;
 	50|51)
@@ -142,7 +171,8 @@ slotctl_select_root() {
 	esac
 	# Values are single-quoted by slotctl (spec/cli.md), so eval cannot run anything.
 	eval "$out"
-	slotctl_log "slot $SLOTCTL_SLOT chosen: $SLOTCTL_DEVICE (verification $SLOTCTL_VERIFICATION, verity $SLOTCTL_VERITY)"
+	if [ "${SLOTCTL_SUCCESSFUL:-0}" = 1 ]; then trial="confirmed"; else trial="on trial, ${SLOTCTL_TRIES:-?} tries left"; fi
+	slotctl_log "slot $SLOTCTL_SLOT chosen: version '${SLOTCTL_IMAGE_VERSION:-}', $trial, $SLOTCTL_DEVICE (verification $SLOTCTL_VERIFICATION, verity $SLOTCTL_VERITY)"
 	# When boot wrote the table (a try spent, a slot refused), udev sees the disk closed
 	# after a write and has the kernel re-read its partitions: the partition devices
 	# vanish and come back. Wait for that before looking at them.
