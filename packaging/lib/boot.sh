@@ -32,7 +32,8 @@ slotctl_kmsg() {
 	shift
 	[ "$slotctl_kmsg_lines" -lt 40 ] && [ -w "$SLOTCTL_KMSG" ] || return 0
 	slotctl_kmsg_lines=$((slotctl_kmsg_lines + 1))
-	printf '<%s>slotctl: %s\n' "$level" "$(printf '%s' "$*" | tr -d '\n' | cut -c1-200)" >> "$SLOTCTL_KMSG" 2>/dev/null
+	# printf alone (a builtin): a dracut initramfs has no tr or cut.
+	printf '<%s>slotctl: %.200s\n' "$level" "$*" >> "$SLOTCTL_KMSG" 2>/dev/null
 }
 slotctl_log() { echo "slotctl-boot: $*" >&2; slotctl_kmsg 13 "$*"; }
 slotctl_log_error() { echo "slotctl-boot: $*" >&2; slotctl_kmsg 11 "$*"; }
