@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install install test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install install check-model check-model-deep check-model-conformance test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -33,7 +33,7 @@ static: deps
 # Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
 # static checks of packaging/, the QEMU boot test, the device-mapper fault test and the
 # RAUC backend test.
-test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install
+test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install check-model check-model-conformance
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
@@ -69,6 +69,21 @@ test-rauc: deps deps-rauc build
 # (Tests/mutation/lock-removed.sh; about a minute): the proof that they can.
 test-lock-mutation: deps
 	bash Tests/mutation/lock-removed.sh
+
+# The A/B policy model-checked with SPIN (spec/model/README.md): exhaustive for 2 and 3
+# slots with power cuts between any two writes, about 25 s.
+check-model: deps
+	bash Tests/model/check-model.sh
+
+# Random model traces replayed on the real slotctl with power cuts at the same writes,
+# compared after every step (cgpt show, status --json, counters; about 40 s).
+check-model-conformance: deps build
+	SLOTCTL_BIN=$(CURDIR)/.build/debug/slotctl bash Tests/model/conformance.sh
+
+# Larger bounds (about 6 minutes) and a thousand replayed traces (about 20 minutes).
+check-model-deep: deps build
+	bash Tests/model/check-model.sh --deep
+	MODEL_TRACES=1000 SLOTCTL_BIN=$(CURDIR)/.build/debug/slotctl bash Tests/model/conformance.sh
 
 # What a device needs, in the places the README names: the static binary (stripped),
 # packaging/ (hook, dracut module, units, boot.sh, confirm, sysvinit, RAUC backend), the
