@@ -39,8 +39,11 @@ public enum SmallFiles {
         // created exclusively and never through a symbolic link: whatever sits at the
         // temp path, slotctl writes only a file it just made (spec/security.md).
         unlink(temp)
-        do {
-            let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: mode)
+        do { // the temp file is closed at the end of this block, before the rename
+            let fd: FileDescriptor
+            do { fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: mode) } catch {
+                throw StorageError(.write, path: temp, detail: "cannot create: \(error)")
+            }
             do {
                 try fd.writeAll(bytes)
                 try fd.sync()
@@ -48,10 +51,6 @@ public enum SmallFiles {
                 unlink(temp)
                 throw StorageError(.write, path: temp, detail: "cannot write: \(error)")
             }
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError(.write, path: temp, detail: "cannot create: \(error)")
         }
         guard rename(temp, path) == 0 else {
             let error = Errno.current
