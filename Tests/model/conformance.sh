@@ -37,7 +37,7 @@ openssl genpkey -algorithm ed25519 -out "$WORK/signing.pem" 2>/dev/null \
 head -c 65536 /dev/urandom >"$WORK/payload"
 for ri in 0 1 2; do
 	for h in 0 1; do
-		"$BIN" sign --key "$WORK/signing.pem" --rollback-index $ri --version "ri$ri-healthy$h" "$WORK/payload" \
+		"$BIN" sign --key "$WORK/signing.pem" --rollback-index $ri --image-version "ri$ri-healthy$h" "$WORK/payload" \
 			-o "$WORK/img-$ri-$h.img" >/dev/null || { echo "FAIL: slotctl sign failed"; exit 1; }
 	done
 done

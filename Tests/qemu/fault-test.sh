@@ -65,9 +65,18 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 1; done
 N=$(cat /sys/block/vda/size)
 A0=2048 B0=34816 SLOT=32768
 S() { /bin/slotctl --disk /dev/mapper/faulty --keys /keys --config /dev/null --booted-file /run/booted --cmdline-file /dev/null --lock-timeout 30 "$@"; }
+# The next case's table replaces the live one in place (load + resume) rather than by
+# remove + create: udev probes the device after each write slotctl closes, and a
+# remove that races that probe fails with EBUSY.
 table() { # name, then the table on stdin
-	dmsetup remove faulty 2>/dev/null
-	if dmsetup create faulty; then say "$1: table ready"; else say "$1: NO TABLE"; fi
+	t=$(cat)
+	if dmsetup info faulty >/dev/null 2>&1; then
+		echo "$t" | dmsetup load faulty && dmsetup resume faulty
+	else
+		echo "$t" | dmsetup create faulty
+	fi
+	if [ $? -eq 0 ]; then say "$1: table ready"; else say "$1: NO TABLE"; fi
+	echo 3 > /proc/sys/vm/drop_caches
 }
 run() { # case, slotctl args...
 	c=$1; shift
@@ -131,7 +140,7 @@ echo "0 $N delay /dev/vda 0 300" | table stall
 run stall --verification none status
 run stall-boot boot --dry-run
 
-dmsetup remove faulty
+dmsetup remove --retry faulty
 sync
 say "done"
 poweroff -f
