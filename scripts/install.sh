@@ -37,5 +37,7 @@ generated=$(mktemp -d)
 trap 'rm -rf "$generated"' EXIT
 "$binary" help man-page > "$generated/slotctl.8"
 "$binary" help bash-completion > "$generated/slotctl.bash"
+"$binary" help conf-page > "$generated/slotctl.conf.5"
 inst 0644 "$generated/slotctl.8" "$prefix/share/man/man8/slotctl.8"
+inst 0644 "$generated/slotctl.conf.5" "$prefix/share/man/man5/slotctl.conf.5"
 inst 0644 "$generated/slotctl.bash" "$prefix/share/bash-completion/completions/slotctl"

@@ -14,6 +14,8 @@ public struct ImageReport {
     public var signer: PublicKey?
     /// The rollback verdict, once judged (`ImageVerification.judgeRollback`).
     public var rollback: RollbackVerdict?
+    /// How much of the payload was proven against the signed descriptor.
+    public var payloadCheck: PayloadCheck = .none
 
     public init(code: StatusCode) { self.code = code }
 
@@ -23,17 +25,51 @@ public struct ImageReport {
     public var version: String? { descriptor?.versionText }
 }
 
+/// How much of an image `ImageVerification.verify` reads. The footer, the descriptor,
+/// the key and the signature are checked at every depth.
+public enum VerificationDepth: Sendable {
+    /// No payload byte is read; a dm-verity tree's top block is checked against the
+    /// signed root hash (one block). `status` by default: cheap, and it still refuses an
+    /// unsigned, foreign-key, tampered-descriptor or bad-tree-top image.
+    case signature
+    /// As `signature` for an image with a verity tree (dm-verity checks each block as it
+    /// is read afterwards); the whole payload's SHA-256 for one without. `boot`.
+    case boot
+    /// The payload's SHA-256 and every block of a verity tree rebuilt and compared.
+    /// `verify`, `install` (before and after writing) and `status --full`.
+    case full
+}
+
+/// What part of the payload a report proved.
+public enum PayloadCheck: Sendable {
+    /// None: the payload was not read (or verification stopped before it).
+    case none
+    /// The verity tree's top block against the signed root hash; data blocks are left to
+    /// dm-verity at run time.
+    case verityRoot
+    /// Every payload byte, and every tree block when there is a tree.
+    case full
+
+    /// The name JSON and spec/json.md use.
+    public var name: String {
+        switch self {
+        case .none: "none"
+        case .verityRoot: "verity_root"
+        case .full: "full"
+        }
+    }
+}
+
 /// Verification of signed slot images (spec/image-format.md), in this order, stopping at
 /// the first failure: footer, descriptor bounds, trusted key, key kind, signature over
 /// the descriptor, payload digest (constant-time compare). Rollback joins with counters.
 public enum ImageVerification {
     /// Verifies the image in bytes [offset, offset + size) of `store`: a slot partition
     /// or an image file. Never throws: every failure is a report with a code.
-    /// With `verityTopOnly`, an image with a dm-verity tree is checked by its signed root
-    /// hash against the tree's top block instead of hashing the whole payload: `boot` does
-    /// this, and dm-verity checks every block as it is read afterwards.
+    /// `depth` says how much of the payload is read (see `VerificationDepth`); the report's
+    /// `payloadCheck` says what was.
     public static func verify(_ store: BlockStore, offset: UInt64, size: UInt64, keys: KeyDirectory,
-                              hasher: PayloadHasher, verityTopOnly: Bool = false) -> ImageReport {
+                              hasher: PayloadHasher, depth: VerificationDepth = .full) -> ImageReport {
         var report = ImageReport(code: .ok)
         func fail(_ code: StatusCode, _ reason: String) -> ImageReport {
             report.code = code
@@ -49,7 +85,7 @@ public enum ImageVerification {
         report.footer = footer
         report = verifyDescriptor(descriptorBytes, descriptorOffset: footer.descriptorOffset, keys: keys, into: report)
         guard report.verified, let descriptor = report.descriptor else { return report }
-        if verityTopOnly && descriptor.hasVerity {
+        if depth != .full && descriptor.hasVerity {
             let v = descriptor.verity
             let top: [UInt8]
             do { top = try store.readBytes(count: Int(v.hashBlockSize), at: offset + v.treeOffset) } catch {
@@ -62,8 +98,10 @@ public enum ImageVerification {
                 report.signer = nil
                 return fail(.digestMismatch, "dm-verity root hash of the tree is \(root.hexText), the descriptor says \(expected.hexText)")
             }
+            report.payloadCheck = .verityRoot
             return report
         }
+        if depth == .signature { return report }
         let digest: [UInt8]
         do { digest = try hasher.digest(store, offset: offset, count: descriptor.payloadSize) } catch {
             return fail(.ioError, "reading the payload: \(error.description)")
@@ -85,6 +123,7 @@ public enum ImageVerification {
                 return fail(error.code, error.message)
             }
         }
+        report.payloadCheck = .full
         return report
     }
 }

@@ -34,12 +34,17 @@ public enum InstallFlow {
     /// 5. read the slot back and verify it as boot would, same descriptor;
     /// 6. set the slot active with `tries` (the slot boots next, on trial).
     /// A failure after 3 leaves the target unbootable and the running slot untouched.
+    /// `progress` hears each step (InstallStep) and its bytes.
     public static func install(source: BlockStore, disk: BlockStore, target letter: UInt8, booted: UInt8?,
                                keys: KeyDirectory, counters: RollbackCounters?, hasher: PayloadHasher,
-                               tries: UInt8) throws(FlowError) -> Report {
+                               tries: UInt8, progress: InstallProgress? = nil) throws(FlowError) -> Report {
         let name = BootControl.letterText(letter)
+        let steps = InstallSteps(progress: progress, hasher: hasher)
         // 1. Verify before anything is written.
+        let payloadSize = ImageVerification.peek(source, offset: 0, size: source.byteCount).descriptor?.payloadSize ?? 0
+        steps.begin(.verify, total: payloadSize)
         var report = ImageVerification.verify(source, offset: 0, size: source.byteCount, keys: keys, hasher: hasher)
+        steps.end(.verify, total: payloadSize)
         guard report.verified, let footer = report.footer else {
             throw FlowError(report.code, "install: the image is refused: \(report.reason ?? "verification failed"); nothing was written")
         }
@@ -50,11 +55,13 @@ public enum InstallFlow {
         let offset = target.offset, size = target.size, descriptorEnd = target.descriptorEnd
         do throws(FlowError) {
             // 4. Copy, then the footer where boot looks for it: the end of the partition.
-            try writeSlot(disk, footer: footer, partitionEnd: offset + size, name: name) { () throws(StorageError) in
+            steps.begin(.write, total: descriptorEnd)
+            try writeSlot(disk, footer: footer, partitionEnd: offset + size, name: name, steps: steps,
+                          written: descriptorEnd) { () throws(StorageError) in
                 try hasher.copyUnhashed(from: source, sourceOffset: 0, to: disk, targetOffset: offset, count: descriptorEnd)
             }
             // 5 and 6. Read back and verify as boot will, then on trial from the next boot.
-            return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
+            return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, steps: steps, tries: tries)
         } catch {
             throw settle(disk, target, letter: letter, error)
         }
@@ -68,8 +75,9 @@ public enum InstallFlow {
     /// header or trailing bytes: 11.
     public static func installStream(_ stream: ByteStream, disk: BlockStore, target letter: UInt8, booted: UInt8?,
                                      keys: KeyDirectory, counters: RollbackCounters?, hasher: PayloadHasher,
-                                     tries: UInt8) throws(FlowError) -> Report {
+                                     tries: UInt8, progress: InstallProgress? = nil) throws(FlowError) -> Report {
         let name = BootControl.letterText(letter)
+        let steps = InstallSteps(progress: progress, hasher: hasher)
         let headerBytes = try receive(stream, StreamHeader.size, "stream header")
         guard StreamHeader.isStream(headerBytes.span) else {
             throw FlowError(.streamInvalid, "install: \(stream.name) is not a slotctl stream (made by sign --stream); "
@@ -89,6 +97,7 @@ public enum InstallFlow {
                                        descriptorSize: header.descriptorSize)
         let offset = target.offset, size = target.size
         do throws(FlowError) {
+            steps.begin(.write, total: header.descriptorOffset)
             let copied = try copyStream(stream, hasher, disk, offset, header.descriptorOffset, descriptor.payloadSize, name)
             let received = copied.received, digest = copied.digest
             guard received == header.descriptorOffset else {
@@ -112,10 +121,11 @@ public enum InstallFlow {
                     + "\(expected.hexText)")
             }
             let footer = ImageFooter(descriptorOffset: header.descriptorOffset, descriptorSize: header.descriptorSize)
-            try writeSlot(disk, footer: footer, partitionEnd: offset + size, name: name) { () throws(StorageError) in
+            try writeSlot(disk, footer: footer, partitionEnd: offset + size, name: name, steps: steps,
+                          written: header.descriptorOffset) { () throws(StorageError) in
                 try disk.writeBytes(descriptorBytes, at: offset + header.descriptorOffset)
             }
-            return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, hasher: hasher, tries: tries)
+            return try readBackAndActivate(disk, &target, letter: letter, expected: report, keys: keys, steps: steps, tries: tries)
         } catch {
             throw settle(disk, target, letter: letter, error)
         }
@@ -123,15 +133,19 @@ public enum InstallFlow {
 
     /// The end of step 4 for both forms: `body` writes the image's bytes, then the footer
     /// goes to the end of the partition and everything is flushed. A failure is 31.
+    /// `written` is the write step's total, which `body` has moved when it returns.
     private static func writeSlot(_ disk: BlockStore, footer: ImageFooter, partitionEnd: UInt64, name: String,
-                                  _ body: () throws(StorageError) -> Void) throws(FlowError) {
+                                  steps: InstallSteps, written: UInt64, _ body: () throws(StorageError) -> Void) throws(FlowError) {
         do {
             try body()
             var footerBytes = [UInt8](repeating: 0, count: ImageFooter.size)
             var span = footerBytes.mutableSpan
             footer.serialize(into: &span)
             try disk.writeBytes(footerBytes, at: partitionEnd - UInt64(ImageFooter.size))
+            steps.end(.write, total: written)
+            steps.begin(.flush, total: 0)
             try disk.flush()
+            steps.end(.flush, total: 0)
         } catch {
             throw FlowError(.writeFailed, "install: writing slot \(name): \(error.description)")
         }
@@ -188,9 +202,12 @@ public enum InstallFlow {
     /// Steps 5 and 6: the slot must read back as the image that was verified (full
     /// verification, tree included), then it is activated on trial.
     static func readBackAndActivate(_ disk: BlockStore, _ target: inout Target, letter: UInt8, expected: ImageReport,
-                                    keys: KeyDirectory, hasher: PayloadHasher, tries: UInt8) throws(FlowError) -> Report {
+                                    keys: KeyDirectory, steps: InstallSteps, tries: UInt8) throws(FlowError) -> Report {
         let name = BootControl.letterText(letter)
-        let check = ImageVerification.verify(disk, offset: target.offset, size: target.size, keys: keys, hasher: hasher)
+        let payloadSize = expected.descriptor?.payloadSize ?? 0
+        steps.begin(.readBack, total: payloadSize)
+        let check = ImageVerification.verify(disk, offset: target.offset, size: target.size, keys: keys, hasher: steps.hasher)
+        steps.end(.readBack, total: payloadSize)
         // The whole signed descriptor must match, not only digest and key: a different
         // rollback index, version or verity tree under the same payload is another image.
         guard check.verified, let descriptor = expected.descriptor, check.descriptor == descriptor else {
@@ -200,6 +217,7 @@ public enum InstallFlow {
         // unbootable: another install or a set-active in between means the bytes just
         // verified may already be someone else's (spec/install.md).
         let prepared = target.table.slots[target.index]
+        steps.begin(.activate, total: 0)
         let active = try BootControl.change(disk, letter) { (slots, index, _) throws(FlowError) in
             let now = slots[index]
             guard now.attributes == target.preparedAttributes, now.firstLBA == prepared.firstLBA, now.lastLBA == prepared.lastLBA else {
@@ -211,6 +229,7 @@ public enum InstallFlow {
             }
             target.activating = true
         }
+        steps.end(.activate, total: 0)
         target.warnings += active.warnings
         return Report(slot: letter, partition: target.table.partitionNumber(target.table.slots[target.index]), descriptor: descriptor,
                       bytesWritten: target.descriptorEnd + UInt64(ImageFooter.size), tries: tries, warnings: target.warnings)

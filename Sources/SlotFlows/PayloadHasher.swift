@@ -8,6 +8,9 @@ public final class PayloadHasher {
     public static let chunkSize = 1 << 20
     private let buffer: UnsafeMutableRawBufferPointer
     private let sha = SHA256Stream()
+    /// Called after each chunk read, copied or received, with the bytes done so far in
+    /// the current call: how `install` reports progress (InstallSteps). Nil: no reports.
+    public var onChunk: ((UInt64) -> Void)? = nil
 
     public init() {
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: PayloadHasher.chunkSize, alignment: 4096)
@@ -25,6 +28,7 @@ public final class PayloadHasher {
             try store.read(into: chunk, at: offset + done)
             sha.update(UnsafeRawBufferPointer(chunk))
             done += UInt64(n)
+            onChunk?(done)
         }
         return sha.finish()
     }
@@ -40,6 +44,7 @@ public final class PayloadHasher {
             try source.read(into: chunk, at: sourceOffset + done)
             try target.write(UnsafeRawBufferPointer(chunk), at: targetOffset + done)
             done += UInt64(n)
+            onChunk?(done)
         }
     }
 
@@ -59,6 +64,7 @@ public final class PayloadHasher {
             }
             try target.write(chunk, at: targetOffset + done)
             done += UInt64(got)
+            onChunk?(done)
             if got < n { break }
         }
         return (done, sha.finish())

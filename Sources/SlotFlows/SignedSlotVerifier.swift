@@ -31,7 +31,7 @@ public struct SignedSlotVerifier: SlotVerifier {
 
     public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
         let report = ImageVerification.verify(store, offset: table.byteOffset(slot), size: table.byteSize(slot),
-                                              keys: keys, hasher: hasher, verityTopOnly: true)
+                                              keys: keys, hasher: hasher, depth: .boot)
         guard report.verified, let descriptor = report.descriptor else {
             return .rejected(code: report.code, reason: report.reason ?? "verification failed")
         }

@@ -11,6 +11,9 @@ struct Commands {
     let settings: Settings
     /// Warnings for stderr: things that went wrong without changing the outcome.
     var warnings: [String] = []
+    /// Whether the caller's stderr is a terminal (decided before the watchdog's fork,
+    /// whose worker writes to a pipe): `install --progress auto` draws only then.
+    var stderrIsTerminal = false
 
     typealias Outcome = (StatusCode, text: String, json: JSONObject)
 

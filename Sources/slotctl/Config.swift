@@ -65,6 +65,25 @@ func parseSectorSize(_ text: String, source: String) throws(CLIError) -> Int {
     return value
 }
 
+/// One key of /etc/slotctl.conf: its name, the form of its value, its default, one line
+/// of help, and how a value lands in the settings (`source` is `path:line` for errors).
+struct ConfigKey: Sendable {
+    let name: String
+    let value: String
+    let defaultText: String
+    let help: String
+    let apply: @Sendable (inout Settings, String, String) throws(CLIError) -> Void
+
+    init(_ name: String, _ value: String, default defaultText: String, help: String,
+         apply: @escaping @Sendable (inout Settings, String, String) throws(CLIError) -> Void) {
+        self.name = name
+        self.value = value
+        self.defaultText = defaultText
+        self.help = help
+        self.apply = apply
+    }
+}
+
 /// /etc/slotctl.conf: `key = value` lines, `#` comments. Unknown keys are an error, so a
 /// typo never silently changes which disk or keys are used; so are a key given twice and
 /// a control character anywhere (a lone carriage return would otherwise hide the line
@@ -91,20 +110,54 @@ enum Config {
                 throw CLIError(.usage, "\(path):\(number): '\(key)' is set again (first on line \(first)); give each key once")
             }
             seen[key] = number
-            switch key {
-            case "disk": settings.disk = value
-            case "keys": settings.keys = value
-            case "counters": settings.counters = value
-            case "booted_file": settings.bootedFile = value
-            case "cmdline_file": settings.cmdlineFile = value
-            case "sector_size": settings.sectorSize = try parseSectorSize(value, source: "\(path):\(number)")
-            case "verification": settings.verification = try parseVerification(value, source: "\(path):\(number)")
-            case "lock_timeout": settings.lockTimeout = try parseLockTimeout(value, source: "\(path):\(number)")
-            case "io_timeout": settings.ioTimeout = try parseIOTimeout(value, source: "\(path):\(number)")
-            default: throw CLIError(.usage, "\(path):\(number): unknown key '\(key)'")
+            guard let declared = keys.first(where: { $0.name == key }) else {
+                throw CLIError(.usage, "\(path):\(number): unknown key '\(key)'")
             }
+            try declared.apply(&settings, value, "\(path):\(number)")
         }
     }
+
+    /// Every key the file may hold, declared once: the parser above and slotctl.conf(5)
+    /// (`slotctl help conf-page`) are both made from this list.
+    static let keys: [ConfigKey] = [
+        ConfigKey("disk", "PATH", default: "none: every disk command needs it",
+                  help: "the slot disk: a whole-disk block device (/dev/mmcblk0, /dev/disk/by-path/...) or an image file") {
+            settings, value, _ in settings.disk = value
+        },
+        ConfigKey("keys", "DIR", default: "/etc/slotctl/keys",
+                  help: "the directory of trusted public keys (*.pem); owned by root and not writable by others") {
+            settings, value, _ in settings.keys = value
+        },
+        ConfigKey("counters", "SPEC", default: "none: rollback is not enforced",
+                  help: "the rollback counters: tpm:/dev/tpmrm0, tpm:tcp:HOST:PORT (a software TPM) or file:PATH") {
+            settings, value, _ in settings.counters = value
+        },
+        ConfigKey("booted_file", "PATH", default: "/run/slotctl/booted",
+                  help: "where boot records the slot it chose, for mark-successful and mark-failed after switch_root") {
+            settings, value, _ in settings.bootedFile = value
+        },
+        ConfigKey("cmdline_file", "PATH", default: "/proc/cmdline",
+                  help: "the kernel command line, read for slotctl.slot= when there is no booted record") {
+            settings, value, _ in settings.cmdlineFile = value
+        },
+        ConfigKey("sector_size", "512|4096", default: "probed (a block device's logical sector size)",
+                  help: "an image file's sector size") { (settings, value, source) throws(CLIError) in
+            settings.sectorSize = try parseSectorSize(value, source: source)
+        },
+        ConfigKey("verification", "signature|none", default: "signature",
+                  help: "signature: every slot's image must verify before it boots; none: the table alone decides") {
+            (settings, value, source) throws(CLIError) in settings.verification = try parseVerification(value, source: source)
+        },
+        ConfigKey("lock_timeout", "SECONDS", default: "10",
+                  help: "how long a command waits for the disk's lock held by another slotctl (0...3600)") {
+            (settings, value, source) throws(CLIError) in settings.lockTimeout = try parseLockTimeout(value, source: source)
+        },
+        ConfigKey("io_timeout", "SECONDS", default: "120",
+                  help: "how long one disk operation may take, plus 1 s per MiB, before slotctl gives up on the disk "
+                    + "(1...3600, or 0 for unbounded)") {
+            (settings, value, source) throws(CLIError) in settings.ioTimeout = try parseIOTimeout(value, source: source)
+        },
+    ]
 
     /// The lines of a text file, each without its LF or CRLF end. Swift takes "\r\n" as
     /// one Character, so splitting on "\n" alone would see a CRLF file as one line.

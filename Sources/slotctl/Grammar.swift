@@ -89,9 +89,12 @@ enum Grammar {
     static let tries = OptionSpec("--tries", "N", help: "boots on trial before it falls back (1...15, default \(Policy.defaultTries))")
 
     static let commands: [CommandSpec] = [
-        CommandSpec(name: "status", arguments: "", positional: 0...0, options: [],
+        CommandSpec(name: "status", arguments: "", positional: 0...0,
+                    options: [OptionSpec("--full", help: "re-hash every payload and verity tree (default: signatures and "
+                                         + "verity tree tops only)")],
                     summary: "the table copies, each slot's state and image, the counters",
-                    details: "Reads only: a copy needing repair or a state needing normalization is reported, not written.",
+                    details: "Reads only: a copy needing repair or a state needing normalization is reported, not written.\n"
+                        + "Each image's footer, key and signature are checked; its payload only with --full.",
                     run: { (c) throws(CLIError) in try c.status() }),
         CommandSpec(name: "current", arguments: "", positional: 0...0, options: [],
                     summary: "the booted slot and its image's version, cheaply (no hashing)",
@@ -133,7 +136,9 @@ enum Grammar {
                     run: { (c) throws(CLIError) in try c.verify() }),
         CommandSpec(name: "install", arguments: "IMAGE|-", positional: 1...1,
                     options: [OptionSpec("--slot", "SLOT", help: "the target (default: the slot not running, of two)"), tries,
-                              OptionSpec("--stream-timeout", "SECONDS", help: "give up on a stream silent this long (default 30)")],
+                              OptionSpec("--stream-timeout", "SECONDS", help: "give up on a stream silent this long (default 30)"),
+                              OptionSpec("--progress", "auto|text|json|none", help: "progress on stderr (default auto: text "
+                                         + "on a terminal, else none; json: a line per step and per tenth)")],
                     summary: "verify an image, write it to the inactive slot, read it back, activate it",
                     details: "IMAGE - (or a FIFO or pipe) is read as a stream made by sign --stream.\n"
                         + "Example: curl -s URL | slotctl install -",
@@ -195,10 +200,12 @@ enum Grammar {
 
     /// slotctl(8), in man(7) roff, made from the same declarations as --help
     /// (`slotctl help man-page`; `make install` installs it).
+    /// Text escaped for roff: backslashes, and hyphens (which man would take as breakable).
+    static func roff(_ text: String) -> String {
+        text.replacingAll("\\", with: "\\e").replacingAll("-", with: "\\-")
+    }
+
     static var manPage: String {
-        func roff(_ text: String) -> String {
-            text.replacingAll("\\", with: "\\e").replacingAll("-", with: "\\-")
-        }
         func item(_ option: OptionSpec) -> String {
             ".TP\n.B \(roff(option.name))" + (option.value.map { " \\fI\(roff($0))\\fR" } ?? "") + "\n\(roff(option.help))\n"
         }
@@ -220,10 +227,36 @@ enum Grammar {
         text += ".TP\n.BR \\-\\-help \", \" \\-h\nThe usage; after a command, that command's help.\n"
         text += ".SH EXIT STATUS\n\(roff(String(exitCodes.dropFirst("exit codes: ".count)))).\n"
         text += ".SH FILES\n.TP\n.I /etc/slotctl.conf\ndefaults for the options: key = value lines "
-            + "(disk, keys, counters, booted_file, cmdline_file, sector_size, verification, lock_timeout, io_timeout)\n"
+            + "(\(Config.keys.map(\.name).joined(separator: ", ")); see \\fBslotctl.conf\\fR(5))\n"
             + ".TP\n.I /etc/slotctl/keys/*.pem\nthe trusted public keys\n"
             + ".TP\n.I /run/slotctl/booted\nthe slot boot chose, for mark\\-successful and mark\\-failed\n"
-        text += ".SH SEE ALSO\n.BR cgpt (1),\n.BR sgdisk (8),\n.BR veritysetup (8),\n.BR rauc (1)\n"
+        text += ".SH SEE ALSO\n.BR slotctl.conf (5),\n.BR cgpt (1),\n.BR sgdisk (8),\n.BR veritysetup (8),\n.BR rauc (1)\n"
+        return text
+    }
+
+    /// slotctl.conf(5), made from Config.keys, the declaration the parser uses
+    /// (`slotctl help conf-page`; `make install` installs it).
+    static var confPage: String {
+        var text = ".TH SLOTCTL.CONF 5 \"\" \"slotctl \(BuildInfo.version)\" \"File Formats\"\n"
+        text += ".SH NAME\nslotctl.conf \\- defaults for slotctl\n"
+        text += ".SH SYNOPSIS\n.I /etc/slotctl.conf\n"
+        text += ".SH DESCRIPTION\nEach line is \\fIkey\\fR = \\fIvalue\\fR; blanks around both are ignored, and "
+            + "\\fB#\\fR starts a comment. Lines end in LF or CRLF. A flag on the command line wins over the file "
+            + "(\\fB\\-\\-disk\\fR over \\fBdisk\\fR, \\fB\\-\\-io\\-timeout\\fR over \\fBio_timeout\\fR). "
+            + "slotctl refuses the whole file, with exit status 64 and the file and line named, when a key is unknown "
+            + "or given twice, a value is empty or out of range, or a line holds a control character: a typo must "
+            + "never silently change which disk or keys are used. Since it names the trusted keys, the file must be a "
+            + "regular file owned by root (or by the user slotctl runs as) and not writable by group or others; "
+            + "otherwise slotctl refuses it (64).\n"
+            + ".PP\nThe initramfs hook reads \\fBdisk\\fR from this file to wait for the device; its own "
+            + "settings (what to do when no slot boots) are in \\fI/etc/slotctl/boot.conf\\fR.\n"
+        text += ".SH KEYS\n"
+        for key in Config.keys {
+            text += ".TP\n.B \(roff(key.name))\n.I \(roff(key.value))\n.br\n\(roff(key.help)).\n"
+                + ".br\nDefault: \(roff(key.defaultText)).\n"
+        }
+        text += ".SH EXAMPLE\n.nf\ndisk = /dev/mmcblk0\nkeys = /etc/slotctl/keys\ncounters = tpm:/dev/tpmrm0\n.fi\n"
+        text += ".SH SEE ALSO\n.BR slotctl (8)\n"
         return text
     }
 

@@ -137,13 +137,24 @@ extension Commands {
         } catch {
             throw CLIError(error.kind == .notADisk ? .usage : .ioError, "install: \(error.description)")
         }
+        var mode = ProgressMode.auto
+        if let text = line.flags["--progress"] {
+            guard let chosen = ProgressMode(rawValue: text) else {
+                throw CLIError(.usage, "--progress must be auto, text, json or none, not '\(text)'")
+            }
+            mode = chosen
+        }
+        if mode == .auto { mode = stderrIsTerminal && !settings.json ? .text : .none }
+        let display = ProgressDisplay(mode: mode, slot: BootControl.letterText(target))
+        let progress: InstallProgress? = mode == .none ? nil : { display.report($0, done: $1, total: $2, finished: $3) }
+        defer { display.close() }
         let report = try flow { () throws(FlowError) in
             if let stream {
                 return try InstallFlow.installStream(stream, disk: disk, target: target, booted: booted, keys: keys,
-                                                     counters: counters, hasher: PayloadHasher(), tries: tries)
+                                                     counters: counters, hasher: PayloadHasher(), tries: tries, progress: progress)
             }
             return try InstallFlow.install(source: source!, disk: disk, target: target, booted: booted, keys: keys,
-                                           counters: counters, hasher: PayloadHasher(), tries: tries)
+                                           counters: counters, hasher: PayloadHasher(), tries: tries, progress: progress)
         }
         warnings += report.warnings
         let name = BootControl.letterText(report.slot)

@@ -151,6 +151,7 @@ enum Render {
             o.set("payload_sha256", report.payloadDigest!.hexText)
         }
         if let signer = report.signer { o.set("signer", signer.path) }
+        o.set("payload_check", report.payloadCheck.name)
         if let d = report.descriptor {
             if d.hasVerity { o.set("verity", verityJSON(d, device: device)) } else { o.setNull("verity") }
         }
@@ -192,7 +193,12 @@ enum Render {
         guard let d = report.descriptor else { return "refused (\(report.code.name)): \(report.reason ?? "")" }
         let what = "version '\(printable(report.version ?? ""))', rollback index \(d.rollbackIndex) at location \(d.rollbackLocation)"
         if report.verified, let signer = report.signer {
-            return "verified, signed by \(signer.path) (\(d.signatureAlgorithm.name)), \(what)"
+            let payload = switch report.payloadCheck {
+            case .full: ""
+            case .verityRoot: "; payload: verity tree top checked (status --full re-hashes it)"
+            case .none: "; payload not re-hashed (status --full does)"
+            }
+            return "verified, signed by \(signer.path) (\(d.signatureAlgorithm.name)), \(what)\(payload)"
         }
         return "refused (\(report.code.name)): \(report.reason ?? ""); \(what)"
     }

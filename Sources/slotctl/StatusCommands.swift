@@ -8,15 +8,19 @@ import SlotStorage
 extension Commands {
     /// Image findings with the rollback verdict, for status and verify.
     func imageReport(_ store: BlockStore, offset: UInt64, size: UInt64, device: String, keys: KeyDirectory,
-                             counters: RollbackCounters?, hasher: PayloadHasher) -> (ImageReport, JSONObject, String) {
-        var report = ImageVerification.verify(store, offset: offset, size: size, keys: keys, hasher: hasher)
+                     counters: RollbackCounters?, hasher: PayloadHasher,
+                     depth: VerificationDepth = .full) -> (ImageReport, JSONObject, String) {
+        var report = ImageVerification.verify(store, offset: offset, size: size, keys: keys, hasher: hasher, depth: depth)
         ImageVerification.judgeRollback(&report, counters)
         var json = Render.imageJSON(report, device: device)
         let note = Render.rollback(report, into: &json)
         return (report, json, note)
     }
 
+    /// `status`: reads only. Images are checked to `VerificationDepth.signature` (no
+    /// payload read, a verity tree's top block) unless `--full` re-hashes every payload.
     func status() throws(CLIError) -> Outcome {
+        let depth: VerificationDepth = line.switches.contains("--full") ? .full : .signature
         let store = try openDisk(writable: false)
         let report = try flow { () throws(FlowError) in try BootControl.status(store) }
         let booted = try? bootedSlot()
@@ -40,7 +44,7 @@ extension Commands {
                 let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
                 let (image, imageJSON, note) = imageReport(store, offset: report.table.byteOffset(slot),
                                                            size: report.table.byteSize(slot), device: device, keys: keys,
-                                                           counters: counters, hasher: hasher)
+                                                           counters: counters, hasher: hasher, depth: depth)
                 item.set("image", imageJSON)
                 text += "      image: " + Render.imageSummary(image) + (note.isEmpty ? "" : "; \(note)") + "\n"
             }

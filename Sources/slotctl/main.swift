@@ -32,6 +32,7 @@ do throws(CLIError) {
     }
     // Files made from the command grammar, for `make install`.
     if line.command == "help", line.positional.first == "man-page" { emit(Grammar.manPage, to: 1); exit(0) }
+    if line.command == "help", line.positional.first == "conf-page" { emit(Grammar.confPage, to: 1); exit(0) }
     if line.command == "help", line.positional.first == "bash-completion" { emit(Grammar.bashCompletion, to: 1); exit(0) }
     // `slotctl --help`, `slotctl help [COMMAND]`, `slotctl COMMAND --help`.
     if line.command == "help" || line.helpRequested {
@@ -52,6 +53,7 @@ do throws(CLIError) {
     let touchesDisk = line.command != "sign" && line.command != "version"
     let streamInput = line.command == "install"
         && (line.positional.first == "-" || line.positional.first.flatMap(FileByteStream.isStreamOnly(path:)) == true)
+    let stderrIsTerminal = isatty(2) == 1
     switch IOWatchdog.supervise(timeout: touchesDisk ? settings.ioTimeout : 0, relayInput: streamInput,
                                 warning: { emit("slotctl: warning: \($0)\n", to: 2) }) {
     case .worker: break
@@ -60,6 +62,7 @@ do throws(CLIError) {
     case .failed(let reason): throw CLIError(.internalError, reason)
     }
     var commands = Commands(line: line, settings: settings)
+    commands.stderrIsTerminal = stderrIsTerminal
     commands.warnings += line.notices
     let outcome: Commands.Outcome
     do throws(CLIError) { outcome = try commands.run() } catch {

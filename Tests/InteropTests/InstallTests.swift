@@ -272,6 +272,53 @@ final class MemoryByteStream: ByteStream {
         try Tools.expectSgdiskClean(disk)
     }
 
+    /// Progress: drawn on a terminal (a real pty, from script(1)), nothing on a pipe, and
+    /// with --progress json a start and an end line for every step in order, bytes
+    /// rising to the step's total in between.
+    @Test func progressOnATerminalAndAsJSON() throws {
+        let dir = try Tools.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = dir.appendingPathComponent("disk.img").path
+        let base = ["--disk", disk, "--keys", keys.keys, "--config", "/dev/null", "--booted-file", dir.appendingPathComponent("booted").path]
+        func slotctl(_ args: [String], stdin: String? = nil) throws -> Run { try Tools.slotctl(base + args, stdinFile: stdin) }
+        #expect(try slotctl(["format", "--size", "40M", "--slot-size", "16M"]).status == 0)
+        let image = try signedRandomPayload(dir, keys: keys, bytes: 6_000_000, index: 1, name: "v1", key: "ed25519", stream: false)
+        let stream = try streamFile(dir, payload: 6_000_000, index: 1, name: "s1")
+
+        let command = ([Tools.slotctl] + base + ["install", image, "--slot", "a"]).map { "'\($0)'" }.joined(separator: " ")
+        let tty = try Tools.run("script", ["-qec", command + " >/dev/null", "/dev/null"])
+        #expect(tty.status == 0, "\(tty.stdout)")
+        for step in ["verifying the image", "writing slot a", "flushing slot a to the disk", "reading slot a back", "activating slot a"] {
+            #expect(tty.stdout.contains("slotctl: install: \(step)"), "\(step) missing from \(tty.stdout)")
+        }
+        #expect(tty.stdout.contains("100% (5.7 of 5.7 MiB"), "\(tty.stdout)")
+
+        let piped = try slotctl(["install", image, "--slot", "b"])
+        #expect(piped.status == 0 && piped.stderr.isEmpty, "\(piped.stderr)")
+
+        for (source, steps) in [(image, ["verify", "write", "flush", "read_back", "activate"]), (stream, ["write", "flush", "read_back", "activate"])] {
+            let run = try slotctl(["install", source == image ? image : "-", "--slot", "b", "--progress", "json"],
+                                  stdin: source == image ? nil : stream)
+            #expect(run.status == 0, "\(run.stderr)")
+            let lines = try run.stderr.split(separator: "\n").map { try Tools.json(String($0)) }
+            var seen: [String] = []
+            var last: (String, Int) = ("", -1)
+            for line in lines {
+                let step = line["progress"] as! String, event = line["event"] as! String
+                let done = line["done"] as! Int, total = line["total"] as! Int
+                #expect(line["slot"] as? String == "b" && done <= total)
+                if event == "start" { #expect(done == 0); seen.append(step); last = (step, 0); continue }
+                #expect(step == last.0 && done >= last.1, "\(line)")
+                last = (step, done)
+                if event == "end" { #expect(done == total) }
+            }
+            #expect(seen == steps, "\(seen)")
+            #expect(lines.filter { $0["event"] as? String == "end" }.map { $0["progress"] as! String } == steps)
+        }
+        let bad = try slotctl(["install", image, "--slot", "b", "--progress", "loud"])
+        #expect(bad.status == 64 && bad.stderr.contains("--progress must be"), "\(bad.stderr)")
+    }
+
     /// Power cut at every write of a stream install: the running slot boots until the
     /// activation lands; the new slot only then, and whole.
     @Test func powerCutAtEveryWriteOfAStreamInstall() throws {

@@ -245,15 +245,25 @@ enum DER {
         try handle.seek(toOffset: UInt64(10240 * 512 + 1000))
         try handle.write(contentsOf: [old ^ 0xFF])
         try handle.close()
+        // status reads no payload by default (its signature still holds); --full re-hashes
+        // and finds the change.
+        func imageOfB(_ args: [String]) throws -> [String: Any] {
+            try Tools.statusImage(try slotctl(["--json", "status"] + args).stdout, slot: 1)
+        }
+        let cheap = try imageOfB([]), full = try imageOfB(["--full"])
+        #expect(cheap["verified"] as? Bool == true && cheap["payload_check"] as? String == "none", "\(cheap)")
+        #expect(full["verified"] as? Bool == false && full["status"] as? String == "digest_mismatch", "\(full)")
+        #expect(try slotctl(["status"]).stdout.contains("payload not re-hashed (status --full does)"))
         let boot = try slotctl(["boot"])
         #expect(boot.status == 0 && boot.stdout == "a\n", "\(boot.stderr)")
         #expect(boot.stderr.contains("slot b refused (digest_mismatch)"))
         #expect(try Tools.cgptState(disk, 2) == [0, 0, 0])
         #expect(try Tools.cgptState(disk, 1)[0] == 14)
         try Tools.expectSgdiskClean(disk)
-        status = try Tools.json(try slotctl(["--json", "status"]).stdout)["result"] as! [String: Any]
+        status = try Tools.json(try slotctl(["--json", "status", "--full"]).stdout)["result"] as! [String: Any]
         slots = status["slots"] as! [[String: Any]]
         #expect((slots[1]["image"] as! [String: Any])["status"] as? String == "digest_mismatch")
+        #expect((slots[0]["image"] as! [String: Any])["payload_check"] as? String == "full")
         // A key directory without a usable key is a configuration error: code 21 and no
         // slot is judged or marked.
         let empty = dir.appendingPathComponent("nokeys").path

@@ -86,6 +86,13 @@ enum Tools {
         return try #require(object as? [String: Any], "not a JSON object: \(text)")
     }
 
+    /// The image object of slot `index` (0-based) in `status --json` output.
+    static func statusImage(_ stdout: String, slot index: Int) throws -> [String: Any] {
+        let result = try #require(try json(stdout)["result"] as? [String: Any])
+        let slots = try #require(result["slots"] as? [[String: Any]])
+        return try #require(slots[index]["image"] as? [String: Any])
+    }
+
     /// One value `cgpt show -i N -P|-T|-S` prints.
     static func cgptField(_ disk: String, _ partition: Int, _ flag: String) throws -> Int {
         let text = try must("cgpt", ["show", "-i", "\(partition)", flag, disk]).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -180,6 +180,13 @@ import SlotTestSupport
         try flip(slotStart + 12_345)
         #expect(try slotctl(["boot", "--dry-run"]).stdout == "a\n")
         #expect(try slotctl(["verify", "a"]).status == 23)
+        // status checks what boot does (the tree top), unless --full.
+        func imageOfA(_ args: [String]) throws -> [String: Any] {
+            try Tools.statusImage(try slotctl(["--json", "status"] + args).stdout, slot: 0)
+        }
+        let cheap = try imageOfA([]), full = try imageOfA(["--full"])
+        #expect(cheap["verified"] as? Bool == true && cheap["payload_check"] as? String == "verity_root", "\(cheap)")
+        #expect(full["verified"] as? Bool == false && full["status"] as? String == "digest_mismatch", "\(full)")
         try flip(slotStart + 12_345)
         // A changed lower tree block: boot's top-block check passes, dm-verity would fail
         // that block at run time; verify rebuilds the whole tree and refuses.
@@ -189,6 +196,7 @@ import SlotTestSupport
         #expect(try slotctl(["verify", "a"]).status == 0)
         // A changed top tree block: boot refuses the slot.
         try flip(treeTop + 7)
+        #expect(try imageOfA([])["status"] as? String == "digest_mismatch")
         run = try slotctl(["boot"])
         #expect(run.status == 50 && run.stderr.contains("dm-verity root hash"), "\(run.stderr)")
     }

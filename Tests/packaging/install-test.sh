@@ -32,6 +32,26 @@ text=$(groff -man -Tascii -P-cbou "$man" 2>/dev/null || true)
 for word in "mark-successful" "--io-timeout" "--image-version" "EXIT STATUS"; do
 	echo "$text" | grep -qF -- "$word" || fail "slotctl.8 does not mention $word"
 done
+conf=$dest/usr/share/man/man5/slotctl.conf.5
+warnings=$(groff -man -ww -z "$conf" 2>&1)
+[ -z "$warnings" ] && pass "slotctl.conf.5: groff -man -ww finds nothing" || fail "slotctl.conf.5: $warnings"
+# Every key the parser accepts is in the page, and the page names no key it refuses.
+text=$(groff -man -Tascii -P-cbou "$conf" 2>/dev/null || true)
+keys=$(printf '%s\n' "$text" | sed -n '/^KEYS/,/^EXAMPLE/p' | sed -n 's/^       \([a-z_]*\)\( .*\)\{0,1\}$/\1/p' | grep -v '^$')
+[ -n "$keys" ] || fail "slotctl.conf.5 lists no keys"
+for key in $keys; do
+	probe=$(mktemp)
+	printf '%s = x\n' "$key" > "$probe"
+	out=$("$dest/usr/sbin/slotctl" --config "$probe" current 2>&1)
+	rm -f "$probe"
+	case $out in *"unknown key"*) fail "slotctl.conf.5 documents '$key', which slotctl refuses as unknown" ;; esac
+done
+probe=$(mktemp)
+printf 'no_such_key = x\n' > "$probe"
+"$dest/usr/sbin/slotctl" --config "$probe" current 2>&1 | grep -q "unknown key" || fail "an unknown key is not refused"
+rm -f "$probe"
+[ "$(echo "$keys" | wc -l)" -ge 9 ] && pass "slotctl.conf.5 documents $(echo $keys | wc -w) keys, each accepted by the parser" \
+	|| fail "slotctl.conf.5 documents only: $keys"
 completion=$dest/usr/share/bash-completion/completions/slotctl
 bash -n "$completion" && pass "completion: bash -n" || fail "completion: bash -n"
 got=$(bash -c '. "$1"; COMP_WORDS=(slotctl set-active --t); COMP_CWORD=2; _slotctl; echo "${COMPREPLY[*]}"' _ "$completion")
