@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install install check-model check-model-deep check-model-conformance test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install test-deb deb install check-model check-model-deep check-model-conformance test-asan demo bench fuzz check-embedded clean
 
 all: build
 
@@ -33,7 +33,7 @@ static: deps
 # Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
 # static checks of packaging/, the QEMU boot test, the device-mapper fault test and the
 # RAUC backend test.
-test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install check-model check-model-conformance
+test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install test-deb check-model check-model-conformance
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests
@@ -97,6 +97,15 @@ install: static
 # through groff's lint and the completion through bash (Tests/packaging/install-test.sh).
 test-install: static
 	bash Tests/packaging/install-test.sh
+
+# A Debian package of the static binary (scripts/make-deb.sh, debian/): .build/deb/.
+deb: static
+	@bash scripts/make-deb.sh .build/static/release/slotctl .build/deb
+
+# The package through lintian and man, then installed, rebuilt into the initramfs and
+# removed on this host for real (Tests/packaging/deb-test.sh; needs root).
+test-deb: deps deps-qemu deb
+	bash Tests/packaging/deb-test.sh
 
 demo: build
 	@bash scripts/demo.sh

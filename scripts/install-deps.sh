@@ -10,7 +10,7 @@
 # handler's ash run, python3 for reading JSON.
 set -euo pipefail
 packages=(pkg-config libssl-dev openssl uuid-dev libblkid-dev gdisk cgpt util-linux fdisk e2fsprogs swtpm swtpm-tools groff-base
-  tpm2-tools cryptsetup-bin spin gcc python3)
+  tpm2-tools cryptsetup-bin spin gcc python3 lintian man-db)
 norecommends=""
 if [ "${1:-}" = qemu ]; then
   # systemd, systemd-sysv, udev, dmsetup and kmod are what dracut builds its initramfs from.
