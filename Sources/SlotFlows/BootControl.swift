@@ -31,6 +31,9 @@ public struct BootReport {
     public let wrote: Bool
     /// Things that went wrong without changing the outcome (a repair that could not be written).
     public let warnings: [String]
+    /// Slots this boot found with no tries left and not confirmed, and made unbootable
+    /// (normalization): a trial that never reached mark-successful. The fallback.
+    public let exhausted: [UInt8]
 }
 
 public struct ChangeReport {
@@ -66,7 +69,8 @@ public enum BootControl {
     public static func boot(_ store: BlockStore, verifier: SlotVerifier, dryRun: Bool) throws(FlowError) -> BootReport {
         let table = try TableStore.load(store)
         var slots = table.slots
-        _ = Policy.normalize(&slots)
+        let normalization = Policy.normalize(&slots)
+        let exhausted = (0..<slots.count).filter { normalization.exhausted >> UInt32($0) & 1 == 1 }.map { slots[$0].letter }
         var excluded: UInt32 = 0
         var rejected: [(letter: UInt8, code: StatusCode, reason: String)] = []
         var unreadable: [(letter: UInt8, code: StatusCode, reason: String)] = []
@@ -83,7 +87,8 @@ public enum BootControl {
                 let consumed = Policy.consumeTry(&slots, index)
                 let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: dryRun, required: consumed)
                 return BootReport(table: table, slots: slots, chosen: index, consumedTry: consumed,
-                                  rejected: rejected, unreadable: unreadable, claim: claim, descriptor: descriptor, wrote: wrote, warnings: warnings)
+                                  rejected: rejected, unreadable: unreadable, claim: claim, descriptor: descriptor, wrote: wrote, warnings: warnings,
+                                  exhausted: exhausted)
             case .rejected(.ioError, let reason):
                 excluded |= 1 << UInt32(index)
                 unreadable.append((slots[index].letter, .ioError, reason))
@@ -110,6 +115,7 @@ public enum BootControl {
             throw FlowError(.ioError, "boot: " + message)
         }
         var message = "no bootable slot"
+        for letter in exhausted { message += "; slot \(letterText(letter)) ran out of tries without being confirmed" }
         for item in rejected { message += "; slot \(letterText(item.letter)) refused: \(item.reason)" }
         if rejected.isEmpty { message += ": every slot has priority 0 or no tries left and is not successful" }
         throw FlowError(.noBootableSlot, message)

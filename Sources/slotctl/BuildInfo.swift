@@ -10,7 +10,7 @@ import SlotStorage
 /// reads and writes, so a field engineer can tell two builds apart from the binary alone.
 enum BuildInfo {
     static let version = "0.5.0"
-    /// The version of the `--json` contract (spec/cli.md): raised when a key changes
+    /// The version of the `--json` contract (spec/json.md): raised when a key changes
     /// meaning or goes away; new keys do not raise it.
     static let schemaVersion = 1
 

@@ -1,5 +1,5 @@
 /// The one hand-written JSON encoder: builds a single object in key order with correct
-/// string escaping. Output shapes are documented in spec/cli.md.
+/// string escaping. Output shapes are documented in spec/json.md.
 struct JSONObject {
     private var fields: [String] = []
 

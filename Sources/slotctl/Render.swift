@@ -6,7 +6,7 @@ import SlotCrypto
 import SlotFlows
 import SlotStorage
 
-/// Text and JSON shapes shared by the commands (spec/cli.md documents both).
+/// Text and JSON shapes shared by the commands (spec/cli.md documents the text, spec/json.md the JSON).
 enum Render {
     static func copyJSON(_ copy: CopyReport) -> JSONObject {
         var o = JSONObject()

@@ -15,6 +15,10 @@ extension Commands {
         let slot = report.slots[report.chosen]
         let name = BootControl.letterText(slot.letter)
         warnings += report.warnings
+        for letter in report.exhausted {
+            warnings.append("slot \(BootControl.letterText(letter)) ran out of tries without being confirmed (mark-successful); "
+                + (dryRun ? "it would be made unbootable (dry run: nothing was written)" : "made unbootable") + ", falling back")
+        }
         for item in report.rejected {
             warnings.append("slot \(BootControl.letterText(item.letter)) refused (\(item.code.name)): \(item.reason); "
                 + (dryRun ? "would be marked unbootable (dry run: nothing was written)" : "marked unbootable"))
@@ -68,6 +72,7 @@ extension Commands {
             }
         }
         json.set("rejected", verdicts(report.rejected))
+        json.set("exhausted", strings: report.exhausted.map(BootControl.letterText))
         json.set("unreadable", verdicts(report.unreadable))
         json.set("warnings", strings: warnings)
         guard line.switches.contains("--shell") else { return (.ok, name + "\n", json) }

@@ -55,7 +55,14 @@ import Testing
         #expect(try disk.slotctl(["set-active", "b", "--tries", "2"]).status == 0)
         #expect(try disk.slotctl(["boot"]).stdout == "b\n")
         #expect(try disk.slotctl(["boot"]).stdout == "b\n")
-        #expect(try disk.slotctl(["boot"]).stdout == "a\n")
+        // The fallback says so (stderr, which the hook copies to the kernel log), once.
+        let dry = try Tools.json(try disk.slotctl(["--json", "boot", "--dry-run"]).stdout)["result"] as! [String: Any]
+        #expect(dry["exhausted"] as? [String] == ["b"] && dry["slot"] as? String == "a", "\(dry)")
+        run = try disk.slotctl(["boot"])
+        #expect(run.stdout == "a\n" && run.stderr.contains("slotctl: warning: slot b ran out of tries without being confirmed"),
+                "\(run.stderr)")
+        run = try disk.slotctl(["boot"])
+        #expect(run.stdout == "a\n" && run.stderr.isEmpty, "\(run.stderr)")
         // mark-successful on an unbootable slot is refused.
         run = try disk.slotctl(["mark-successful", "b"])
         #expect(run.status == 51 && oneLine(run.stderr))

@@ -129,7 +129,7 @@ make_rootfs() {
 	# PID 1 here is a shell script with no shutdown of its own: reboot at once.
 	cat > "$dir/etc/default-slotctl" <<'EOF'
 SLOTCTL_CHECK_TIMEOUT=30
-SLOTCTL_REBOOT="reboot -f"
+SLOTCTL_REBOOT=/bin/kmsg-reboot
 EOF
 	case "$health" in
 	pass) printf '#!/bin/sh\necho "health: all good"\nexit 0\n' ;;
@@ -138,6 +138,10 @@ EOF
 	esac > "$dir/etc/slotctl/health.d/10-service"
 	chmod 755 "$dir/etc/slotctl/health.d/10-service"
 	mkdir -p "$dir/etc/default" && mv "$dir/etc/default-slotctl" "$dir/etc/default/slotctl"
+	# The confirmation's reboot after a failed check, with what it told the kernel log
+	# first: the boot that would show it is gone once the machine reboots.
+	printf '#!/bin/sh\ndmesg | grep "slotctl: confirm: " | sed "s/^/QEMU-KMSG: /"\nreboot -f\n' > "$dir/bin/kmsg-reboot"
+	chmod 755 "$dir/bin/kmsg-reboot"
 	# PID 1 of the slot: say what booted, run the post-boot confirmation from packaging/
 	# (checks, then mark-successful, or mark-failed and reboot), then power off.
 	cat > "$dir/sbin/init" <<'EOF'
@@ -151,6 +155,7 @@ echo "QEMU-TEST: running version $(cat /etc/slot-version) from slot $(head -n 1 
 dmesg | grep 'slotctl: ' | sed 's/^/QEMU-KMSG: /'
 /usr/libexec/slotctl/slotctl-confirm
 echo "QEMU-TEST: confirm exited $?"
+dmesg | grep 'slotctl: confirm: ' | sed 's/^/QEMU-KMSG: /'
 /usr/sbin/slotctl status
 sync
 echo "QEMU-TEST: power off"
@@ -349,6 +354,9 @@ expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotct
 expect_console "booted slot confirmed" "boot $BOOT_NUMBER: health checks passed and a was confirmed"
 expect_console "QEMU-KMSG: .*slotctl: slot a chosen: version '1', on trial, [0-9]+ tries left, /dev/vda1" \
 	"boot $BOOT_NUMBER: the kernel log says which slot was chosen, its version and tries left"
+expect_console "QEMU-KMSG: .*slotctl: confirm: health check 10-service passed" \
+	"boot $BOOT_NUMBER: the confirmation logged its health check to the kernel log"
+expect_console "QEMU-KMSG: .*slotctl: confirm: booted slot confirmed" "boot $BOOT_NUMBER: ... and its verdict"
 expect_state 1 "15 0 1" "after boot $BOOT_NUMBER: a is confirmed"
 expect_counter 1 "after boot $BOOT_NUMBER: mark-successful raised the TPM counter to v1's index"
 
@@ -359,6 +367,9 @@ boot "v2 in b, health check fails"
 expect_console "QEMU-TEST: running version 2 from slot b" "boot $BOOT_NUMBER: v2 runs from slot b"
 expect_console "health check 10-service failed" "boot $BOOT_NUMBER: the health check failed"
 expect_not_console "booted slot confirmed" "boot $BOOT_NUMBER: b was not confirmed"
+expect_console "QEMU-KMSG: .*slotctl: confirm: health check 10-service failed \(exit 1\)" \
+	"boot $BOOT_NUMBER: the failed check is in the kernel log"
+expect_console "QEMU-KMSG: .*slotctl: confirm: booted slot marked failed" "boot $BOOT_NUMBER: ... and the verdict"
 expect_state 2 "0 0 0" "after boot $BOOT_NUMBER: b marked failed"
 expect_counter 1 "after boot $BOOT_NUMBER: the failed v2 did not raise the counter"
 boot "fallback"
@@ -406,6 +417,8 @@ if [ "$FLAVOUR" = initramfs-tools ]; then
 	expect_state 2 "15 0 0" "after boot $BOOT_NUMBER: b has no tries left"
 	boot "tries spent"
 	expect_console "QEMU-TEST: running version 1 from slot a" "boot $BOOT_NUMBER: tries spent, a boots"
+	expect_console "QEMU-KMSG: .*slotctl: warning: slot b ran out of tries without being confirmed" \
+		"boot $BOOT_NUMBER: the fallback is in the kernel log"
 	expect_not_console "running version 4" "boot $BOOT_NUMBER: v4 did not run again"
 fi
 
