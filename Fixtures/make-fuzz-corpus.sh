@@ -38,6 +38,12 @@ head -c 20000 /dev/urandom > "$tmp/payload"
 tail -c 8192 "$tmp/plain" > "$out/image/plain"
 tail -c 8192 "$tmp/verity" > "$out/image/verity"
 head -c 444 "$tmp/stream" > "$out/image/stream"
+# A state partition's history copy (spec/state.md) with one record, written by mark-failed.
+"$slotctl" --config /dev/null --disk "$tmp/state.img" format --size 6M --slot-size 1M --state >/dev/null
+"$slotctl" --config /dev/null --disk "$tmp/state.img" --verification none set-active b >/dev/null
+"$slotctl" --config /dev/null --disk "$tmp/state.img" --verification none mark-failed b --by fuzz --reason seed >/dev/null || true
+state_lba=$(sgdisk -i 3 "$tmp/state.img" | sed -n 's/^First sector: \([0-9]*\).*/\1/p')
+dd if="$tmp/state.img" of="$out/image/history" bs=512 skip="$state_lba" count=16 status=none
 
 python3 - "$out/tpm" <<'PY'
 import struct, sys

@@ -51,7 +51,7 @@ step "0b. Rollback counters ($COUNTERS): provision 4 locations"
 run counters provision --locations 4
 
 step "1. Make a 64 MiB disk image with two 16 MiB slots (GPT, slotctl's slot type)"
-run format --size 64M --slot-size 16M
+run format --size 64M --slot-size 16M --state
 sgdisk -v "$DISK" | grep -m1 -i "problem"
 
 step "2. Nothing is bootable yet: boot says so with code 50, so the hook can go to recovery"

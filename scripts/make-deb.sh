@@ -40,7 +40,7 @@ sed "s/@VERSION@/$version/" debian/changelog | gzip -9n > "$root/usr/share/doc/s
 chmod 0644 "$root/usr/share/doc/slotctl/changelog.gz"
 
 mkdir -p "$root/DEBIAN"
-install -m 0755 debian/postinst debian/postrm "$root/DEBIAN/"
+install -m 0755 debian/postinst debian/prerm debian/postrm "$root/DEBIAN/"
 # Every file under /etc is the administrator's to edit: a conffile.
 (cd "$root" && find etc -type f | sed 's|^|/|' | sort) > "$root/DEBIAN/conffiles"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort | xargs md5sum) > "$root/DEBIAN/md5sums"

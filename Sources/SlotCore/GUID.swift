@@ -38,6 +38,9 @@ public struct GUID: Equatable, Hashable, Sendable {
     public static let zero = GUID(low: 0, high: 0)
     /// slotctl's own slot partition type, FBDD8489-B026-4652-B35F-A1FEB8CC13DB (spec/table.md).
     public static let slotctlSlot = GUID(data1: 0xFBDD_8489, data2: 0xB026, data3: 0x4652, data4: 0xB35F_A1FE_B8CC_13DB)
+    /// slotctl's state partition (why each slot stopped being bootable),
+    /// E65ECED9-1A0F-4E49-BE85-1340FC8E77DF (spec/state.md).
+    public static let slotctlState = GUID(data1: 0xE65E_CED9, data2: 0x1A0F, data3: 0x4E49, data4: 0xBE85_1340_FC8E_77DF)
     /// ChromeOS kernel, FE3A2A5D-4F32-41A7-B725-ACCC3285A309, as cgpt's `-t kernel` writes it.
     public static let chromeOSKernel = GUID(data1: 0xFE3A_2A5D, data2: 0x4F32, data3: 0x41A7, data4: 0xB725_ACCC_3285_A309)
 }

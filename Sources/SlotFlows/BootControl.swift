@@ -41,7 +41,7 @@ public struct ChangeReport {
     public let slots: SlotTable
     public let index: Int
     public let wrote: Bool
-    public let warnings: [String]
+    public var warnings: [String]
     /// mark-successful with counters: the location raised and its value before and after.
     public var raised: (location: UInt32, from: UInt64, to: UInt64)? = nil
 }
@@ -85,7 +85,10 @@ public enum BootControl {
                 // Only a spent try must reach the disk before the boot goes on; repairs,
                 // normalization and refusals are written when they can be.
                 let consumed = Policy.consumeTry(&slots, index)
-                let (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: dryRun, required: consumed)
+                var (wrote, warnings) = try saveIfChanged(store, table, slots, dryRun: dryRun, required: consumed)
+                if wrote, let warning = StopHistory.recordStops(store, stopNotes(exhausted: exhausted, rejected: rejected)) {
+                    warnings.append(warning)
+                }
                 return BootReport(table: table, slots: slots, chosen: index, consumedTry: consumed,
                                   rejected: rejected, unreadable: unreadable, claim: claim, descriptor: descriptor, wrote: wrote, warnings: warnings,
                                   exhausted: exhausted)
@@ -100,6 +103,12 @@ public enum BootControl {
         }
         var wroteRefusals = false
         if !rejected.isEmpty { wroteRefusals = try saveIfChanged(store, table, slots, dryRun: dryRun, required: false).0 }
+        // Explaining the refusals is all that is left to do; a failure to record joins the
+        // error's message, the one line this boot prints.
+        var unrecorded = ""
+        if wroteRefusals, let warning = StopHistory.recordStops(store, stopNotes(exhausted: exhausted, rejected: rejected)) {
+            unrecorded = "; warning: \(warning)"
+        }
         if !unreadable.isEmpty {
             var message = "no slot can be booted this time"
             for item in unreadable {
@@ -118,7 +127,7 @@ public enum BootControl {
         for letter in exhausted { message += "; slot \(letterText(letter)) ran out of tries without being confirmed" }
         for item in rejected { message += "; slot \(letterText(item.letter)) refused: \(item.reason)" }
         if rejected.isEmpty { message += ": every slot has priority 0 or no tries left and is not successful" }
-        throw FlowError(.noBootableSlot, message)
+        throw FlowError(.noBootableSlot, message + unrecorded)
     }
 
     /// `mark-successful SLOT`: successful = 1, tries = 0, then (with counters) the
@@ -179,18 +188,37 @@ public enum BootControl {
     }
 
     /// `mark-failed SLOT`: priority 0, tries 0, not successful. The caller exits with
-    /// `postcheckFailed` when this succeeds.
-    public static func markFailed(_ store: BlockStore, slot letter: UInt8) throws(FlowError) -> ChangeReport {
-        try change(store, letter) { (slots, index, _) throws(FlowError) in Policy.markUnbootable(&slots, index) }
+    /// `postcheckFailed` when this succeeds. When that made the slot unbootable, the state
+    /// partition records who (`actor`: confirm, rauc, operator, ...) and why.
+    public static func markFailed(_ store: BlockStore, slot letter: UInt8, actor: String = "operator",
+                                  reason: String = "") throws(FlowError) -> ChangeReport {
+        var report = try change(store, letter) { (slots, index, _) throws(FlowError) in Policy.markUnbootable(&slots, index) }
+        // Priority > 0 before: bootable, or the running slot on the boot that spent its last try.
+        if report.wrote, report.table.slots[report.index].state.priority > 0,
+           let warning = StopHistory.recordStops(store, [StopNote(letter: letter, kind: .markedFailed, actor: actor, reason: reason)]) {
+            report.warnings.append(warning)
+        }
+        return report
     }
 
-    /// `set-active SLOT --tries N`: priority 15 with N tries, not successful; others keep their order.
+    /// `set-active SLOT --tries N`: priority 15 with N tries, not successful; others keep
+    /// their order. The slot's old stop record is cleared first (spec/state.md).
     public static func setActive(_ store: BlockStore, slot letter: UInt8, tries: UInt8) throws(FlowError) -> ChangeReport {
-        try change(store, letter) { (slots, index, _) throws(FlowError) in
+        let cleared = StopHistory.clearBeforeActivation(store, try TableStore.load(store), letter)
+        var report = try change(store, letter) { (slots, index, _) throws(FlowError) in
             do { try Policy.setActive(&slots, index, tries: tries) } catch {
                 throw FlowError(.usage, "set-active: tries must be 1...\(SlotState.maxTries), not \(tries)")
             }
         }
+        if let cleared { report.warnings.append(cleared) }
+        return report
+    }
+
+    /// The records a boot leaves for the slots it made unbootable.
+    static func stopNotes(exhausted: [UInt8], rejected: [(letter: UInt8, code: StatusCode, reason: String)]) -> [StopNote] {
+        exhausted.map { StopNote(letter: $0, kind: .triesExhausted, actor: "boot", reason: "no tries left and never confirmed") }
+            + rejected.map { StopNote(letter: $0.letter, kind: .refused, code: UInt8(truncatingIfNeeded: $0.code.rawValue),
+                                      actor: "boot", reason: $0.reason) }
     }
 
     static func change(_ store: BlockStore, _ letter: UInt8,

@@ -17,6 +17,9 @@ public enum FormatFlow {
         /// file systems, RAID, swap, LUKS), named for the message; any one refuses the
         /// format without `force`.
         public var existing: [String]
+        /// Also a state partition (`slotctl_state`, 1 MiB, after the slots) where slotctl
+        /// records why each slot stopped being bootable (spec/state.md).
+        public var statePartition = false
 
         public init(slotCount: Int, slotBytes: UInt64, prefix: String, force: Bool, alignment: UInt64 = 1 << 20,
                     existing: [String] = []) {
@@ -28,6 +31,10 @@ public enum FormatFlow {
             self.existing = existing
         }
     }
+
+    /// The state partition `format --state` makes: room for both history copies, and
+    /// 1 MiB so the partitions after it stay aligned.
+    public static let stateBytes: UInt64 = 1 << 20
 
     static let entryCount: UInt32 = 128
     static let entrySize: UInt32 = 128
@@ -83,6 +90,19 @@ public enum FormatFlow {
                                    firstLBA: start, lastLBA: end, name: name.span)
             start = (end / alignSectors + 1) * alignSectors
         }
+        var stateRange: (UInt64, UInt64)? = nil
+        if options.statePartition {
+            let stateSectors = geometry.sectors(forBytes: FormatFlow.stateBytes)
+            let (end, overflow) = start.addingReportingOverflow(stateSectors - 1)
+            guard !overflow, end <= lastUsable else {
+                throw FlowError(.writeRefused, "format: \(options.slotCount) slots of \(options.slotBytes) bytes and the 1 MiB "
+                    + "state partition do not fit on a disk of \(store.byteCount) bytes")
+            }
+            let name = Array("slotctl_state".utf16)
+            PartitionEntries.write(&span, entrySize: Int(entrySize), options.slotCount, type: .slotctlState, unique: newGUID(),
+                                   firstLBA: start, lastLBA: end, name: name.span)
+            stateRange = (start, end)
+        }
         header.entriesCRC = CRC32.checksum(entries.span)
 
         var mbr = [UInt8](repeating: 0, count: store.sectorSize)
@@ -90,6 +110,10 @@ public enum FormatFlow {
         ProtectiveMBR.build(into: &mbrSpan, sectorCount: geometry.sectorCount)
         do {
             try store.writeBytes(mbr, at: 0)
+            // Both history copies zero: no record yet, whatever the disk held there before.
+            if let (first, _) = stateRange {
+                try store.writeBytes([UInt8](repeating: 0, count: 2 * HistoryLayout.copySize), at: first * sectorSize)
+            }
             try store.flush()
         } catch { throw FlowError.io(error, doing: "format: writing the protective MBR") }
 
@@ -103,5 +127,15 @@ public enum FormatFlow {
             throw FlowError(.ioError, "format: \(warning)")
         }
         return try TableStore.load(store)
+    }
+
+    /// After `format` with a state partition: every slot recorded as never activated. A
+    /// failure is the returned warning (the history is advisory, spec/state.md).
+    public static func recordFresh(_ store: BlockStore, _ table: LoadedTable) -> String? {
+        guard StopHistory.locate(table) != nil else { return nil }
+        let notes = (0..<table.slots.count).map {
+            StopNote(letter: table.slots[$0].letter, kind: .neverActivated, actor: "format", reason: "")
+        }
+        return StopHistory.recordStops(store, notes)
     }
 }

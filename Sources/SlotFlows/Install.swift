@@ -44,10 +44,10 @@ public enum InstallFlow {
         let payloadSize = ImageVerification.peek(source, offset: 0, size: source.byteCount).descriptor?.payloadSize ?? 0
         steps.begin(.verify, total: payloadSize)
         var report = ImageVerification.verify(source, offset: 0, size: source.byteCount, keys: keys, hasher: hasher)
-        steps.end(.verify, total: payloadSize)
         guard report.verified, let footer = report.footer else {
             throw FlowError(report.code, "install: the image is refused: \(report.reason ?? "verification failed"); nothing was written")
         }
+        steps.end(.verify, total: payloadSize)
         try checkRollback(&report, counters)
         // 2 and 3. The target, its room, and it stops being bootable.
         var target = try prepareTarget(disk, letter: letter, booted: booted, descriptorOffset: footer.descriptorOffset,
@@ -195,6 +195,11 @@ public enum InstallFlow {
         if slots[index].attributes != table.slots[index].attributes || table.needsRepair {
             if let warning = try TableStore.save(disk, table, slots: slots) { warnings.append(warning) }
         }
+        // Until activation, status explains the slot as an install that has not finished.
+        if let warning = StopHistory.recordStops(disk, [StopNote(letter: letter, kind: .installIncomplete, actor: "install",
+                                                                 reason: "being written by an install that has not finished")]) {
+            warnings.append(warning)
+        }
         return Target(table: table, index: index, offset: table.byteOffset(slot), size: size, descriptorEnd: descriptorEnd,
                       preparedAttributes: slots[index].attributes, warnings: warnings)
     }
@@ -207,17 +212,18 @@ public enum InstallFlow {
         let payloadSize = expected.descriptor?.payloadSize ?? 0
         steps.begin(.readBack, total: payloadSize)
         let check = ImageVerification.verify(disk, offset: target.offset, size: target.size, keys: keys, hasher: steps.hasher)
-        steps.end(.readBack, total: payloadSize)
         // The whole signed descriptor must match, not only digest and key: a different
         // rollback index, version or verity tree under the same payload is another image.
         guard check.verified, let descriptor = expected.descriptor, check.descriptor == descriptor else {
             throw FlowError(.readbackMismatch, "install: slot \(name) does not read back as written: \(check.reason ?? "different image")")
         }
+        steps.end(.readBack, total: payloadSize)
         // Activated only if nobody touched the slot's entry since this install made it
         // unbootable: another install or a set-active in between means the bytes just
         // verified may already be someone else's (spec/install.md).
         let prepared = target.table.slots[target.index]
         steps.begin(.activate, total: 0)
+        if let warning = StopHistory.clearBeforeActivation(disk, target.table, letter) { target.warnings.append(warning) }
         let active = try BootControl.change(disk, letter) { (slots, index, _) throws(FlowError) in
             let now = slots[index]
             guard now.attributes == target.preparedAttributes, now.firstLBA == prepared.firstLBA, now.lastLBA == prepared.lastLBA else {
@@ -263,6 +269,8 @@ public enum InstallFlow {
             return FlowError(error.code, "\(error.message); another writer had activated slot \(name) meanwhile, over bytes this "
                 + "install also wrote: marked unbootable again")
         }
+        _ = StopHistory.recordStops(disk, [StopNote(letter: letter, kind: .installIncomplete, code: UInt8(truncatingIfNeeded: error.code.rawValue),
+                                                    actor: "install", reason: error.message)])
         return FlowError(error.code, "\(error.message); slot \(name) stays unbootable")
     }
 

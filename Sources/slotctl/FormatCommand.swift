@@ -7,7 +7,7 @@ import SlotStorage
 extension Commands {
     /// `format`: a fresh GPT with unbootable slots, on a disk that holds nothing else
     /// (or with --force).
-    func format() throws(CLIError) -> Outcome {
+    mutating func format() throws(CLIError) -> Outcome {
         let path = try diskPath()
         if let size = line.flags["--size"] {
             let bytes = try parseSize(size, flag: "--size")
@@ -34,12 +34,15 @@ extension Commands {
                 throw CLIError(.ioError, "format: \(error.description); nothing was written")
             }
         }
-        let options = FormatFlow.Options(slotCount: slotCount, slotBytes: slotBytes, prefix: line.flags["--name"] ?? "root",
+        var options = FormatFlow.Options(slotCount: slotCount, slotBytes: slotBytes, prefix: line.flags["--name"] ?? "root",
                                          force: force, existing: existing)
+        options.statePartition = line.switches.contains("--state")
         let table = try flow { () throws(FlowError) in try FormatFlow.format(store, options, newGUID: GUID.random) }
+        if let warning = FormatFlow.recordFresh(store, table) { warnings.append(warning) }
         var json = Render.tableJSON(table, store: store)
         var slots: [JSONObject] = []
-        var text = "formatted \(path): \(table.slots.count) slots, \(store.sectorSize)-byte sectors\n"
+        var text = "formatted \(path): \(table.slots.count) slots, \(store.sectorSize)-byte sectors"
+            + (StopHistory.locate(table).map { ", state partition \($0.partition)" } ?? "") + "\n"
         for i in 0..<table.slots.count {
             slots.append(Render.slotJSON(table.slots[i], table))
             text += Render.slotRow(table.slots[i], table)

@@ -112,7 +112,10 @@ enum Grammar {
                     summary: "confirm a slot (default: the booted one) and raise its rollback counter",
                     details: "Run after the post-boot health checks passed. Exit 51: the slot is not bootable.",
                     run: { (c) throws(CLIError) in try c.mark(successful: true) }),
-        CommandSpec(name: "mark-failed", arguments: "[SLOT]", positional: 0...1, options: [],
+        CommandSpec(name: "mark-failed", arguments: "[SLOT]", positional: 0...1,
+                    options: [OptionSpec("--by", "WHO", help: "who marks it, for status's why (default operator; "
+                                         + "the confirm script says confirm, the RAUC backend rauc)"),
+                              OptionSpec("--reason", "TEXT", help: "why, for status (default none)")],
                     summary: "make a slot unbootable (default: the booted one); exits 40",
                     details: "Run when the post-boot health checks failed: the next boot falls back.",
                     run: { (c) throws(CLIError) in try c.mark(successful: false) }),
@@ -125,7 +128,9 @@ enum Grammar {
                               OptionSpec("--slots", "N", help: "number of slots (default 2)"),
                               OptionSpec("--slot-size", "BYTES", help: "size of each slot (default 16M)"),
                               OptionSpec("--name", "PREFIX", help: "partition names PREFIX_a, PREFIX_b, ... (default root)"),
-                              OptionSpec("--force", help: "replace a table, file system or signature the disk holds")],
+                              OptionSpec("--force", help: "replace a table, file system or signature the disk holds"),
+                              OptionSpec("--state", help: "add a 1 MiB state partition after the slots, where slotctl records "
+                                         + "why each slot stopped being bootable")],
                     summary: "write a fresh GPT with unbootable slots",
                     details: "Refuses (65) a disk that holds anything, naming what it found, unless --force.",
                     run: { (c) throws(CLIError) in try c.format() }),

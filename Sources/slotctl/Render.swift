@@ -203,6 +203,55 @@ enum Render {
         return "refused (\(report.code.name)): \(report.reason ?? ""); \(what)"
     }
 
+    /// Why an unbootable slot stopped being bootable (spec/state.md), as status shows it:
+    /// the record that explains the slot's entry as it is now, or what is known without one.
+    static func why(_ record: StopRecord?, exhaustedNow: Bool, running: Bool) -> (text: String, json: JSONObject) {
+        var o = JSONObject()
+        if exhaustedNow && running {
+            // The boot that spent the last try: still confirmable (policy.md).
+            o.set("kind", "awaiting_confirmation")
+            o.setNull("by")
+            o.set("reason", "the running slot spent its last try; mark-successful confirms it, else it never boots again")
+            return ("the running slot is on its last try: confirm it (mark-successful) or it never boots again", o)
+        }
+        guard let record else {
+            if exhaustedNow {
+                o.set("kind", StopKind.triesExhausted.name.description)
+                o.setNull("by")
+                o.set("reason", "no tries left and never confirmed (recorded at the next write)")
+                return ("its tries ran out before it was confirmed", o)
+            }
+            o.set("kind", "not_recorded")
+            o.setNull("by")
+            o.set("reason", "no record matches the slot's entry: changed by another tool, never activated, or the record was lost to a power cut")
+            return ("not recorded (changed by another tool, never activated, or the record was lost to a power cut)", o)
+        }
+        let actor = String(decoding: (0..<StopRecord.actorSize).map { record.actor[$0] }.prefix { $0 != 0 }, as: UTF8.self)
+        let reason = String(decoding: (0..<Int(record.reasonLength)).map { record.reason[$0] }, as: UTF8.self)
+        o.set("kind", record.kind.name.description)
+        o.set("by", actor)
+        o.set("reason", reason)
+        var text: String
+        switch record.kind {
+        case .triesExhausted: text = "its tries ran out before it was confirmed"
+        case .markedFailed: text = "marked failed by \(printable(actor))"
+        case .refused:
+            let code = StatusCode(rawValue: record.code)
+            o.set("code", Int(record.code))
+            o.set("status", code?.name.description ?? "unknown")
+            text = "refused at boot (\(code?.name.description ?? "code \(record.code)"))"
+        case .installIncomplete:
+            if record.code != 0 {
+                o.set("code", Int(record.code))
+                o.set("status", StatusCode(rawValue: record.code)?.name.description ?? "unknown")
+            }
+            text = "an install that did not finish"
+        case .neverActivated: text = "never activated since format"
+        }
+        if !reason.isEmpty { text += ": " + printable(reason) }
+        return (text, o)
+    }
+
     /// The full findings of `verify`.
     static func imageDetails(_ report: ImageReport) -> String {
         var text = ""

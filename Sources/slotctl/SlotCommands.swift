@@ -81,6 +81,11 @@ extension Commands {
     }
 
     mutating func mark(successful: Bool) throws(CLIError) -> Outcome {
+        if let by = line.flags["--by"] {
+            guard (1...StopRecord.actorSize).contains(by.utf8.count), by.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw CLIError(.usage, "--by must be 1...\(StopRecord.actorSize) printable ASCII characters without spaces, not '\(by)'")
+            }
+        }
         let letter: UInt8
         if let named = line.positional.first { letter = try slotArgument(named) } else { letter = try bootedSlot() }
         let store = try openDisk(writable: true)
@@ -90,7 +95,8 @@ extension Commands {
         let report = try flow { () throws(FlowError) in
             successful ? try BootControl.markSuccessful(store, slot: letter, verifier: verifier, counters: counters,
                                                       booted: booted)
-                       : try BootControl.markFailed(store, slot: letter)
+                       : try BootControl.markFailed(store, slot: letter, actor: line.flags["--by"] ?? "operator",
+                                                    reason: line.flags["--reason"] ?? "")
         }
         warnings += report.warnings
         let name = BootControl.letterText(letter)

@@ -29,6 +29,11 @@ extension Commands {
         let keys = verifies ? KeyDirectory(path: settings.keys) : nil
         let counters = try counters()
         let hasher = PayloadHasher()
+        // Why slots stopped being bootable: advisory, so a state partition that cannot be
+        // read is reported, never an error of status.
+        var history: StopHistory? = nil
+        var historyProblem: String? = nil
+        do { history = try StopHistory.load(store, report.table) } catch { historyProblem = error.message }
         var slots: [JSONObject] = []
         text += "slot  part  label             prio  tries  successful  bootable  first_lba..last_lba\n"
         for i in 0..<report.slots.count {
@@ -40,6 +45,15 @@ extension Commands {
             item.set("normalized", strings: notes)
             text += Render.slotRow(slot, report.table)
             for note in notes { text += "      normalized at next write: \(note)\n" }
+            let stored = report.table.slots[i]
+            if let history, !slot.state.isBootable {
+                let why = Render.why(history.explanation(stored), exhaustedNow: report.normalization.exhausted >> UInt32(i) & 1 == 1,
+                                     running: booted == slot.letter)
+                item.set("why", why.json)
+                text += "      why not bootable: \(why.text)\n"
+            } else {
+                item.setNull("why")
+            }
             if let keys {
                 let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
                 let (image, imageJSON, note) = imageReport(store, offset: report.table.byteOffset(slot),
@@ -73,6 +87,19 @@ extension Commands {
             for problem in keys.problems { text += "  key problem: \(problem)\n" }
         } else {
             text += "verification: NONE (verification = none: slots are booted without signature checks)\n"
+        }
+        if let history {
+            var state = JSONObject()
+            state.set("partition", history.partition)
+            state.set("sequence", history.history.sequence)
+            state.set("problems", strings: history.problems)
+            json.set("state", state)
+            text += "state partition: \(history.partition) (record \(history.history.sequence))"
+                + (history.problems.isEmpty ? "" : "; " + history.problems.joined(separator: "; ")) + "\n"
+        } else {
+            json.setNull("state")
+            text += historyProblem.map { "state partition: unreadable (\($0))\n" }
+                ?? "state partition: none (why slots stop being bootable is not kept; format --state makes one)\n"
         }
         let (countersJSON, countersText, _) = countersSummary(counters)
         json.set("counters", countersJSON)

@@ -152,7 +152,7 @@ struct JSONContract {
         try json(sign + [payload, "-o", plain])
         try json(sign + ["--stream", payload, "-o", stream])
         try json(["version"])
-        try json(base + ["format", "--size", "12M", "--slot-size", "4M"])
+        try json(base + ["format", "--size", "12M", "--slot-size", "4M", "--state"])
         try json(base + ["counters", "provision"])
         try json(base + ["counters"])
         try json(base + ["--verification", "none", "status"])

@@ -29,6 +29,8 @@ deb=$(ls "$DEB_DIR"/slotctl_*.deb 2>/dev/null | head -1)
 work=$(mktemp -d)
 cleanup() {
 	dpkg -s slotctl >/dev/null 2>&1 && SLOTCTL_CONF=/nonexistent apt-get purge -y -qq slotctl >/dev/null 2>&1
+	rm -f /etc/systemd/system/boot-complete.target.requires/slotctl-health-check.service \
+		/etc/systemd/system/multi-user.target.wants/slotctl-mark-successful.service
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -83,13 +85,21 @@ out=$(SLOTCTL_CONF=$work/slotctl.conf SLOTCTL_KEYS_SRC=$work/keys apt-get instal
 	&& pass "configured: the postinst ran update-initramfs -u; slotctl and boot.sh are in $initrd" \
 	|| fail "configured install: $out"
 
-# 3. Removed on a host booted with root=slotctl: the initramfs keeps slotctl.
+# 3. Removed on a host booted with root=slotctl: the initramfs keeps slotctl. The units
+#    were enabled as the README says (links made here as systemctl enable makes them):
+#    removal takes the links away with the units.
+mkdir -p /etc/systemd/system/boot-complete.target.requires /etc/systemd/system/multi-user.target.wants
+ln -sf /lib/systemd/system/slotctl-health-check.service /etc/systemd/system/boot-complete.target.requires/
+ln -sf /lib/systemd/system/slotctl-mark-successful.service /etc/systemd/system/multi-user.target.wants/
 before=$(stamp)
 out=$(SLOTCTL_CONF=$work/slotctl.conf SLOTCTL_CMDLINE=$work/cmdline-slotctl apt-get remove -y -qq slotctl 2>&1)
 [ $? = 0 ] && [ "$(stamp)" = "$before" ] && has_slotctl && echo "$out" | grep -q "keeps slotctl" \
 	&& pass "removed under root=slotctl: the initramfs is left as it was, and the note says why" || fail "remove (root=slotctl): $out"
 [ ! -e /usr/share/initramfs-tools/hooks/slotctl ] && [ ! -e /usr/sbin/slotctl ] && pass "removed: binary and hook gone" \
 	|| fail "remove left the binary or the hook"
+[ ! -L /etc/systemd/system/boot-complete.target.requires/slotctl-health-check.service ] \
+	&& [ ! -L /etc/systemd/system/multi-user.target.wants/slotctl-mark-successful.service ] \
+	&& pass "removed: no target still wants or requires a slotctl unit" || fail "remove left links to the removed units"
 
 # 4. Removed on a host that boots otherwise: rebuilt without slotctl.
 SLOTCTL_CONF=$work/none.conf apt-get install -y -qq "$deb" >/dev/null 2>&1 || fail "reinstall failed"

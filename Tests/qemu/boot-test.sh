@@ -25,7 +25,7 @@
 #   5. v5 (no dm-verity tree) installed to b is good: b boots read-only and is confirmed;
 #   6. with b taken out, a's v1 is below the rollback counter v5 raised: refused, and
 #      the initramfs takes its no-bootable-slot action (panic);
-#   7. the same with SLOTCTL_ON_NO_SLOT=recovery: the recovery root (a third partition)
+#   7. the same with SLOTCTL_ON_NO_SLOT=recovery: the recovery root (partition 4; 3 is the state partition)
 #      runs, read-only.
 # Rollback counters live in a software TPM (swtpm) that QEMU presents as a TPM 2.0 TIS
 # device: the guest's slotctl reaches it through /dev/tpmrm0, and the host cross-checks
@@ -295,7 +295,24 @@ dracut_initramfs() { # dracut with packaging/dracut/90slotctl, in the mode of $F
 	# Only what the boot needs (and what they depend on), as a device's image would have;
 	# no host configuration.
 	if [ "$FLAVOUR" = dracut ]; then
-		modules="base systemd-initrd dracut-systemd slotctl"
+		# A test-only module: before switch-root, what the initramfs's journal holds under
+		# the tag slotctl goes to the console, so the test reads `journalctl -t slotctl`.
+		mkdir -p dracut-base/modules.d/99journaltest
+		cat > dracut-base/modules.d/99journaltest/module-setup.sh <<'EOF2'
+#!/bin/bash
+check() { return 255; }
+depends() { echo systemd-initrd; }
+install() {
+	inst_multiple journalctl
+	inst_hook pre-pivot 99 "$moddir/journal-dump.sh"
+}
+EOF2
+		cat > dracut-base/modules.d/99journaltest/journal-dump.sh <<'EOF2'
+#!/bin/sh
+journalctl -b -t slotctl -o cat --no-pager 2>&1 | while read -r line; do echo "QEMU-JOURNAL: $line" > /dev/console; done
+EOF2
+		chmod 755 dracut-base/modules.d/99journaltest/*
+		modules="base systemd-initrd dracut-systemd slotctl journaltest"
 	else
 		modules="base udev-rules slotctl"
 	fi
@@ -344,7 +361,7 @@ tpm_stop
 counter_value
 TPM_BASE=$((RAW - COUNTER))
 [ "$COUNTER" = 0 ] || die "a freshly provisioned counter reads $COUNTER"
-host format --size 96M --slot-size "$SLOT_SIZE" >/dev/null || die "format"
+host format --size 96M --slot-size "$SLOT_SIZE" --state >/dev/null || die "format"
 host install v1.img --slot a >/dev/null || die "install v1"
 sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v: no problems" || fail "sgdisk -v complains"
 
@@ -354,6 +371,10 @@ expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotct
 expect_console "booted slot confirmed" "boot $BOOT_NUMBER: health checks passed and a was confirmed"
 expect_console "QEMU-KMSG: .*slotctl: slot a chosen: version '1', on trial, [0-9]+ tries left, /dev/vda1" \
 	"boot $BOOT_NUMBER: the kernel log says which slot was chosen, its version and tries left"
+if [ "$FLAVOUR" = dracut ]; then
+	expect_console "QEMU-JOURNAL: slot a chosen: version '1', on trial, [0-9]+ tries left" \
+		"boot $BOOT_NUMBER: journalctl -b -t slotctl in the systemd initramfs shows the same line"
+fi
 expect_console "QEMU-KMSG: .*slotctl: confirm: health check 10-service passed" \
 	"boot $BOOT_NUMBER: the confirmation logged its health check to the kernel log"
 expect_console "QEMU-KMSG: .*slotctl: confirm: booted slot confirmed" "boot $BOOT_NUMBER: ... and its verdict"
@@ -371,6 +392,11 @@ expect_console "QEMU-KMSG: .*slotctl: confirm: health check 10-service failed \(
 	"boot $BOOT_NUMBER: the failed check is in the kernel log"
 expect_console "QEMU-KMSG: .*slotctl: confirm: booted slot marked failed" "boot $BOOT_NUMBER: ... and the verdict"
 expect_state 2 "0 0 0" "after boot $BOOT_NUMBER: b marked failed"
+if host --verification none status | grep -q "why not bootable: marked failed by confirm: health check 10-service failed (exit 1)"; then
+	pass "after boot $BOOT_NUMBER: status says the confirm script marked b failed, and which check failed"
+else
+	fail "after boot $BOOT_NUMBER: status lacks the why: $(host --verification none status | grep -A1 '^b ')"
+fi
 expect_counter 1 "after boot $BOOT_NUMBER: the failed v2 did not raise the counter"
 boot "fallback"
 expect_console "QEMU-TEST: running version 1 from slot a" "boot $BOOT_NUMBER: fell back to v1 in a"
@@ -469,14 +495,15 @@ sleep 60
 EOF
 chmod 755 rootfs-recovery/sbin/init
 mke2fs -q -t ext4 -O ^has_journal -b 4096 -d rootfs-recovery recovery.ext4 6M || die "mke2fs recovery"
-sgdisk -n 3:0:+8M -c 3:recovery disk.img >/dev/null || die "sgdisk: no room for a recovery partition"
-dd if=recovery.ext4 of=disk.img bs=512 seek="$(cgpt show -i 3 -b disk.img)" conv=notrunc status=none
-printf 'SLOTCTL_ON_NO_SLOT=recovery\nSLOTCTL_RECOVERY_ROOT=/dev/vda3\n' >> boot.conf
+# Partition 4: 3 is the state partition (format --state).
+sgdisk -n 4:0:+8M -c 4:recovery disk.img >/dev/null || die "sgdisk: no room for a recovery partition"
+dd if=recovery.ext4 of=disk.img bs=512 seek="$(cgpt show -i 4 -b disk.img)" conv=notrunc status=none
+printf 'SLOTCTL_ON_NO_SLOT=recovery\nSLOTCTL_RECOVERY_ROOT=/dev/vda4\n' >> boot.conf
 make_initramfs
 a_before=$(cgpt_state 1)
 boot "no slot, recovery root"
 expect_console "no bootable slot \(status 5[0-9]\) -> recovery" "boot $BOOT_NUMBER: the initramfs took the recovery action"
-recovery_root=/dev/vda3
+recovery_root=/dev/vda4
 [ "$FLAVOUR" = dracut ] && recovery_root=/dev/mapper/slotctl-root
 expect_console "QEMU-TEST: recovery running root $recovery_root ro" "boot $BOOT_NUMBER: the recovery root runs from $recovery_root, read-only"
 expect_not_console "QEMU-TEST: running|emergency|Emergency" "boot $BOOT_NUMBER: no slot ran, no emergency shell"

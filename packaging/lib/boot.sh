@@ -116,7 +116,7 @@ slotctl_act() {
 # failed, so the booted record does not name a slot that never ran and the next boot
 # tries the next slot, then take SLOTCTL_ON_ERROR.
 slotctl_refuse_chosen() {
-	"$SLOTCTL" --config "$SLOTCTL_CONF" mark-failed "$SLOTCTL_SLOT" >/dev/null
+	"$SLOTCTL" --config "$SLOTCTL_CONF" mark-failed "$SLOTCTL_SLOT" --by initramfs --reason "$*" >/dev/null
 	slotctl_act "$SLOTCTL_ON_ERROR" "slot $SLOTCTL_SLOT: $*; marked failed"
 }
 
