@@ -75,7 +75,7 @@ run boot
 show
 
 step "6. v2's health check fails: mark-failed (exit 40); the next boot falls back to a"
-run mark-failed
+run mark-failed --by confirm --reason "health check: the service did not start"
 run boot
 show
 

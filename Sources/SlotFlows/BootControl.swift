@@ -216,7 +216,7 @@ public enum BootControl {
 
     /// The records a boot leaves for the slots it made unbootable.
     static func stopNotes(exhausted: [UInt8], rejected: [(letter: UInt8, code: StatusCode, reason: String)]) -> [StopNote] {
-        exhausted.map { StopNote(letter: $0, kind: .triesExhausted, actor: "boot", reason: "no tries left and never confirmed") }
+        exhausted.map { StopNote(letter: $0, kind: .triesExhausted, actor: "boot", reason: "") }
             + rejected.map { StopNote(letter: $0.letter, kind: .refused, code: UInt8(truncatingIfNeeded: $0.code.rawValue),
                                       actor: "boot", reason: $0.reason) }
     }
