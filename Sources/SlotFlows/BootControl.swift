@@ -204,11 +204,13 @@ public enum BootControl {
     /// `set-active SLOT --tries N`: priority 15 with N tries, not successful; others keep
     /// their order. The slot's old stop record is cleared first (spec/state.md).
     public static func setActive(_ store: BlockStore, slot letter: UInt8, tries: UInt8) throws(FlowError) -> ChangeReport {
-        let cleared = StopHistory.clearBeforeActivation(store, try TableStore.load(store), letter)
-        var report = try change(store, letter) { (slots, index, _) throws(FlowError) in
+        var cleared: String? = nil
+        var report = try change(store, letter) { (slots, index, table) throws(FlowError) in
             do { try Policy.setActive(&slots, index, tries: tries) } catch {
                 throw FlowError(.usage, "set-active: tries must be 1...\(SlotState.maxTries), not \(tries)")
             }
+            // Before the table write that activates the slot, on the table change() loaded.
+            cleared = StopHistory.clearBeforeActivation(store, table, letter)
         }
         if let cleared { report.warnings.append(cleared) }
         return report

@@ -87,21 +87,13 @@ public struct StopHistory {
     }
 }
 
-/// What a writer wants recorded about one slot.
-public struct StopNote: Sendable {
-    public let letter: UInt8
-    public let kind: StopKind
-    public let code: UInt8
-    public let actor: String
-    public let reason: String
-
-    public init(letter: UInt8, kind: StopKind, code: UInt8 = 0, actor: String, reason: String) {
-        self.letter = letter
-        self.kind = kind
-        self.code = code
-        self.actor = actor
-        self.reason = reason
-    }
+/// What a writer wants recorded about one slot (SlotFlows' own writers only).
+struct StopNote {
+    let letter: UInt8
+    let kind: StopKind
+    var code: UInt8 = 0
+    let actor: String
+    let reason: String
 }
 
 extension StopHistory {
@@ -109,7 +101,7 @@ extension StopHistory {
     /// entries as they are now. A failure is returned as a warning: the table write
     /// already happened, and the history only explains it. Nothing happens without a
     /// state partition.
-    public static func recordStops(_ store: BlockStore, _ notes: [StopNote]) -> String? {
+    static func recordStops(_ store: BlockStore, _ notes: [StopNote]) -> String? {
         guard !notes.isEmpty else { return nil }
         do {
             let table = try TableStore.load(store)
