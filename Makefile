@@ -6,7 +6,7 @@ EMBEDDED_FLAGS = -enable-experimental-feature Embedded -no-allocations -wmo -par
 CORE_SOURCES = $(wildcard Sources/SlotCore/*.swift)
 BUILD_DIR = .build/embedded
 
-.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install test-deb deb install check-model check-model-deep check-model-conformance test-asan demo bench fuzz check-embedded clean
+.PHONY: all deps deps-qemu deps-rauc build release static test test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install test-deb deb install check-model check-model-deep check-model-conformance test-asan demo bench fuzz check-embedded embedded test-embedded clean
 
 all: build
 
@@ -30,10 +30,22 @@ release: deps
 static: deps
 	$(SWIFT) build -c release --static-swift-stdlib -Xswiftc -static-executable --build-path .build/static
 
+# slotctl in Embedded Swift, from the same sources (spec/embedded.md), static and dynamic:
+# .build/embedded/static/slotctl and .build/embedded/dynamic/slotctl.
+embedded: deps
+	@bash scripts/build-embedded.sh
+
+# The interop and CLI suites (real sgdisk, cgpt, swtpm, veritysetup, openssl) against
+# both Embedded binaries: the same tests, given the binary's path.
+test-embedded: deps embedded
+	$(SWIFT) build --build-tests
+	SLOTCTL_BIN=$(CURDIR)/.build/embedded/static/slotctl $(SWIFT) test --skip-build --filter InteropTests
+	SLOTCTL_BIN=$(CURDIR)/.build/embedded/dynamic/slotctl $(SWIFT) test --skip-build --filter InteropTests
+
 # Every test: the Swift suites (core, flows, interop with the real tools, CLI), the
 # static checks of packaging/, the QEMU boot test, the device-mapper fault test and the
 # RAUC backend test.
-test: test-unit test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install test-deb check-model check-model-conformance
+test: test-unit test-embedded test-packaging test-qemu test-faults test-lock-mutation test-rauc test-install test-deb check-model check-model-conformance
 
 test-unit: deps check-embedded
 	$(SWIFT) build --build-tests

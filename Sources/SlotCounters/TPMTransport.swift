@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 import SlotCore
 import SlotStorage
 
@@ -32,7 +30,7 @@ public final class TPMDeviceTransport: TPMTransport {
         do { fd = try FileDescriptor.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK) } catch {
             throw CounterError("TPM \(path): cannot open: \(error)")
         }
-        guard let info = try? fd.status(), info.st_mode & S_IFMT == S_IFCHR else {
+        guard let info = try? fd.status(), info.st_mode & mode_t(S_IFMT) == mode_t(S_IFCHR) else {
             throw CounterError("TPM \(path): not a character device (a TPM is /dev/tpmrm0 or /dev/tpm0)")
         }
         fd.blockFromNowOn()

@@ -1,9 +1,7 @@
 internal import CLibCrypto
 import SlotCore
 import SlotStorage
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// A libcrypto failure, with OpenSSL's own reason when it gave one.
 public struct CryptoError: Error, CustomStringConvertible {

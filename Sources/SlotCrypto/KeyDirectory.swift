@@ -1,7 +1,5 @@
 import SlotCore
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 import SlotStorage
 
 /// The trusted public keys: every `*.pem` file in one directory (default

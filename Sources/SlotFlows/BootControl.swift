@@ -147,7 +147,7 @@ public enum BootControl {
         var claim: RollbackClaim? = nil
         let name = letterText(letter)
         var report = try change(store, letter) { (slots, index, table) throws(FlowError) in
-            do { try Policy.markSuccessful(&slots, index) } catch {
+            do throws(PolicyError) { try Policy.markSuccessful(&slots, index) } catch {
                 throw FlowError(.slotNotBootable,
                                 "mark-successful: slot \(name) has priority 0 (failed, retired or never activated); it cannot be confirmed")
             }
@@ -206,7 +206,7 @@ public enum BootControl {
     public static func setActive(_ store: BlockStore, slot letter: UInt8, tries: UInt8) throws(FlowError) -> ChangeReport {
         var cleared: String? = nil
         var report = try change(store, letter) { (slots, index, table) throws(FlowError) in
-            do { try Policy.setActive(&slots, index, tries: tries) } catch {
+            do throws(PolicyError) { try Policy.setActive(&slots, index, tries: tries) } catch {
                 throw FlowError(.usage, "set-active: tries must be 1...\(SlotState.maxTries), not \(tries)")
             }
             // Before the table write that activates the slot, on the table change() loaded.

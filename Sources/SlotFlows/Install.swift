@@ -230,7 +230,7 @@ public enum InstallFlow {
                 throw FlowError(.readbackMismatch, "install: slot \(name) was changed by another writer while this install wrote it "
                     + "(now priority \(now.state.priority), tries \(now.state.tries)); not activated")
             }
-            do { try Policy.setActive(&slots, index, tries: tries) } catch {
+            do throws(PolicyError) { try Policy.setActive(&slots, index, tries: tries) } catch {
                 throw FlowError(.usage, "install: tries must be 1...\(SlotState.maxTries), not \(tries)")
             }
             target.activating = true

@@ -5,7 +5,7 @@ import SlotStorage
 
 /// The boot verifier for signed slots: a slot boots only if its image verifies and,
 /// with counters, its rollback index is not below the counter at its location.
-public struct SignedSlotVerifier: SlotVerifier {
+public final class SignedSlotVerifier: SlotVerifier {
     public let keys: KeyDirectory
     public let counters: RollbackCounters?
     public let hasher: PayloadHasher

@@ -27,15 +27,16 @@ public enum SlotVerdict: Equatable, Sendable {
 
 /// The seam between selection and proof: `boot` asks it about each candidate slot, in
 /// policy order, before it consumes a try. Signature and rollback checks plug in here;
-/// nothing else in the policy knows about them.
-public protocol SlotVerifier {
+/// nothing else in the policy knows about them. Class-bound, so that an Embedded build
+/// (which has only class existentials) can hold either kind in one variable.
+public protocol SlotVerifier: AnyObject {
     /// A short word for status output ("none", "signature+rollback", ...).
     var name: String { get }
     func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict
 }
 
 /// Verifies nothing beyond the slot table itself. Used until slots carry signatures.
-public struct TableOnlyVerifier: SlotVerifier {
+public final class TableOnlyVerifier: SlotVerifier {
     public init() {}
     public var name: String { "none" }
     public func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict { .accepted(nil) }

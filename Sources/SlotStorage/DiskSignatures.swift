@@ -1,7 +1,5 @@
 internal import CLibBlkid
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// What a disk already holds, found the way `wipefs` finds it: libblkid's probe for every
 /// partition table (GPT, DOS/MBR, Sun, SGI, BSD, Atari, …) and every file-system, RAID,

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// Which file an open descriptor is: device and inode (and, for a device node, the
 /// device it stands for), so two paths, a symbolic link or a hard link to one file are
@@ -13,7 +11,7 @@ public struct FileIdentity: Equatable, Sendable {
     public init(_ info: stat) {
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
-        special = (info.st_mode & S_IFMT) == S_IFBLK || (info.st_mode & S_IFMT) == S_IFCHR ? UInt64(info.st_rdev) : 0
+        special = (info.st_mode & mode_t(S_IFMT)) == mode_t(S_IFBLK) || (info.st_mode & mode_t(S_IFMT)) == mode_t(S_IFCHR) ? UInt64(info.st_rdev) : 0
     }
 
     /// Same file, or the same device reached through two device nodes.
@@ -64,18 +62,18 @@ public final class FileBlockStore: BlockStore {
         }
         let info: stat
         do { info = try fd.status() } catch { throw StorageError(.open, path: path, detail: "cannot stat: \(error)") }
-        let type = info.st_mode & S_IFMT
-        guard type == S_IFREG || type == S_IFBLK else {
+        let type = info.st_mode & mode_t(S_IFMT)
+        guard type == mode_t(S_IFREG) || type == mode_t(S_IFBLK) else {
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not an image file or a block device")
         }
         fd.blockFromNowOn()
         identity = FileIdentity(info)
-        isBlockDevice = type == S_IFBLK
+        isBlockDevice = type == mode_t(S_IFBLK)
         if isBlockDevice {
             var size: UInt64 = 0
             var logical: Int32 = 0
-            guard ioctl(fd.raw, FileBlockStore.blkGetSize64, &size) == 0,
-                  ioctl(fd.raw, FileBlockStore.blkSSZGet, &logical) == 0 else {
+            guard slotctl_ioctl_pointer(fd.raw, FileBlockStore.blkGetSize64, &size) == 0,
+                  slotctl_ioctl_pointer(fd.raw, FileBlockStore.blkSSZGet, &logical) == 0 else {
                 throw StorageError(.geometry, path: path, detail: "cannot read device geometry: \(Errno.current)")
             }
             byteCount = size
@@ -110,11 +108,11 @@ public final class FileBlockStore: BlockStore {
 
     static func typeName(_ type: mode_t) -> String {
         switch type {
-        case S_IFIFO: "a FIFO"
-        case S_IFSOCK: "a socket"
-        case S_IFCHR: "a character device"
-        case S_IFDIR: "a directory"
-        case S_IFLNK: "a symbolic link"
+        case mode_t(S_IFIFO): "a FIFO"
+        case mode_t(S_IFSOCK): "a socket"
+        case mode_t(S_IFCHR): "a character device"
+        case mode_t(S_IFDIR): "a directory"
+        case mode_t(S_IFLNK): "a symbolic link"
         default: "not a regular file"
         }
     }
@@ -210,8 +208,8 @@ public final class FileByteStream: ByteStream {
         do { fd = try FileDescriptor.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
             throw StorageError(.open, path: path, detail: "cannot open: \(error)")
         }
-        let type = (try? fd.status()).map { $0.st_mode & S_IFMT } ?? 0
-        guard type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR || type == S_IFREG else {
+        let type = (try? fd.status()).map { $0.st_mode & mode_t(S_IFMT) } ?? 0
+        guard type == mode_t(S_IFIFO) || type == mode_t(S_IFSOCK) || type == mode_t(S_IFCHR) || type == mode_t(S_IFREG) else {
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not a stream")
         }
         name = path
@@ -224,8 +222,8 @@ public final class FileByteStream: ByteStream {
     public static func isStreamOnly(path: String) -> Bool? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        let type = info.st_mode & S_IFMT
-        return type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR
+        let type = info.st_mode & mode_t(S_IFMT)
+        return type == mode_t(S_IFIFO) || type == mode_t(S_IFSOCK) || type == mode_t(S_IFCHR)
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {

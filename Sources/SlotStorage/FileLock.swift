@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// BSD `flock(2)` locks with a bounded wait: the convention Linux partitioning tools and
 /// udev share for a whole disk (exclusive while writing, so udev does not probe a

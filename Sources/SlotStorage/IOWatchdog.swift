@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// The bound on a disk that stops answering (spec/locking.md, "A disk that does not
 /// answer"). A read, write or flush of a block device that never completes cannot be
@@ -75,7 +73,7 @@ public enum IOWatchdog {
         }
         // The worker's exit status is read with waitpid: a SIGCHLD the caller set to
         // SIG_IGN would have the kernel reap it first.
-        signal(SIGCHLD, SIG_DFL)
+        signal(SIGCHLD, slotctl_sig_dfl())
         // A signal that would end the caller's slotctl ends the worker the same way: the
         // supervisor forwards it. Held across the fork, so none lands before the handlers
         // are in place; both processes then take these signals unblocked, even when the
@@ -110,7 +108,7 @@ public enum IOWatchdog {
             close(input[0])
             // A worker that stops reading early (a refused stream) closes its end: the
             // next write says EPIPE instead of killing the supervisor with SIGPIPE.
-            signal(SIGPIPE, SIG_IGN)
+            signal(SIGPIPE, slotctl_sig_ign())
         }
         worker = pid
         for signalNumber in IOWatchdog.forwarded {
@@ -135,7 +133,7 @@ public enum IOWatchdog {
         // that stops reading (stuck on the disk) never stops the deadline check.
         // Owned here alone: dropping it is what closes the worker's end at the end.
         var input = feed.map { FileDescriptor(adopting: $0) }
-        if let input { _ = fcntl(input.raw, F_SETFL, fcntl(input.raw, F_GETFL) | O_NONBLOCK) }
+        if let input { _ = slotctl_fcntl_int(input.raw, F_SETFL, slotctl_fcntl(input.raw, F_GETFL) | O_NONBLOCK) }
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while sources.prefix(2).contains(where: { $0.fd >= 0 }) {
@@ -172,7 +170,7 @@ public enum IOWatchdog {
         }
         var status: Int32 = 0
         var reaped: pid_t
-        repeat { reaped = waitpid(worker, &status, 0) } while reaped < 0 && errno == EINTR
+        repeat { reaped = waitpid(worker, &status, 0) } while reaped < 0 && slotctl_errno() == EINTR
         worker = 0
         guard reaped > 0 else { return .failed("cannot learn how the worker ended: waitpid: \(Errno.current)") }
         let signalNumber = status & 0x7f
@@ -181,7 +179,7 @@ public enum IOWatchdog {
         // (without a second core dump of this process).
         var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
         _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
-        signal(signalNumber, SIG_DFL)
+        signal(signalNumber, slotctl_sig_dfl())
         kill(getpid(), signalNumber)
         return .finished(128 + signalNumber)
     }
@@ -202,7 +200,7 @@ public enum IOWatchdog {
         }
         let put = pending.withUnsafeBytes { write(input.raw, $0.baseAddress, $0.count) }
         if put > 0 { pending.removeFirst(put); return true }
-        return put < 0 && (errno == EAGAIN || errno == EINTR)
+        return put < 0 && (slotctl_errno() == EAGAIN || slotctl_errno() == EINTR)
     }
 
     private static func describeStall(_ shared: UnsafeMutableRawPointer) -> String {

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// Small whole files that must never be seen half-written: the booted-slot record, the
 /// config file, the file counter store. One implementation of the power-cut-safe
@@ -18,10 +16,10 @@ public enum SmallFiles {
         }
         let info: stat
         do { info = try fd.status() } catch { throw StorageError(.open, path: path, detail: "cannot stat: \(error)") }
-        let type = info.st_mode & S_IFMT
-        if allowStreams && type == S_IFIFO {
+        let type = info.st_mode & mode_t(S_IFMT)
+        if allowStreams && type == mode_t(S_IFIFO) {
             fd.blockFromNowOn()
-        } else if type != S_IFREG {
+        } else if type != mode_t(S_IFREG) {
             throw StorageError(.notADisk, path: path, detail: "is \(FileBlockStore.typeName(type)), not a regular file")
         }
         let bytes: [UInt8]?

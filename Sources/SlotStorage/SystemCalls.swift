@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// The one place slotctl talks to the kernel about files, in swift-system's manner: every
 /// call is retried on EINTR, reads and writes move all their bytes or say why not, a
@@ -15,10 +13,10 @@ public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
     public init(_ code: Int32) { self.code = code }
 
     /// errno as the last failed call left it.
-    public static var current: Errno { Errno(errno) }
+    public static var current: Errno { Errno(slotctl_errno()) }
 
     public var description: String {
-        guard let text = strerror(code) else { return "errno \(code)" }
+        guard let text = strerror(code) else { return "slotctl_errno() \(code)" }
         return String(decoding: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self)
     }
 }
@@ -50,9 +48,9 @@ public final class FileDescriptor: Sendable {
     public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0,
                             in directory: Int32 = AT_FDCWD) throws(Errno) -> FileDescriptor {
         while true {
-            let fd = openat(directory, path, flags, mode)
+            let fd = slotctl_openat(directory, path, flags, mode)
             if fd >= 0 { return FileDescriptor(adopting: fd) }
-            if errno != EINTR { throw .current }
+            if slotctl_errno() != EINTR { throw .current }
         }
     }
 
@@ -73,15 +71,15 @@ public final class FileDescriptor: Sendable {
     /// Clears O_NONBLOCK, set for an open that must not block on a FIFO: from here on
     /// reads and writes block as usual.
     public func blockFromNowOn() {
-        _ = fcntl(raw, F_SETFL, fcntl(raw, F_GETFL) & ~O_NONBLOCK)
+        _ = slotctl_fcntl_int(raw, F_SETFL, slotctl_fcntl(raw, F_GETFL) & ~O_NONBLOCK)
     }
 
     /// One read(2), retried on EINTR; 0 at the end. EAGAIN is thrown (non-blocking).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         while true {
-            let got = Glibc.read(raw, buffer.baseAddress, buffer.count)
+            let got = systemRead(raw, buffer.baseAddress, buffer.count)
             if got >= 0 { return got }
-            if errno != EINTR { throw .current }
+            if slotctl_errno() != EINTR { throw .current }
         }
     }
 
@@ -92,7 +90,7 @@ public final class FileDescriptor: Sendable {
         while done < buffer.count {
             let got = pread(raw, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
             if got < 0 {
-                if errno == EINTR { continue }
+                if slotctl_errno() == EINTR { continue }
                 throw .current
             }
             if got == 0 { break }
@@ -123,9 +121,9 @@ public final class FileDescriptor: Sendable {
         var done = 0
         while done < bytes.count {
             let put = offset.map { pwrite(raw, bytes.baseAddress! + done, bytes.count - done, off_t($0) + off_t(done)) }
-                ?? Glibc.write(raw, bytes.baseAddress! + done, bytes.count - done)
+                ?? systemWrite(raw, bytes.baseAddress! + done, bytes.count - done)
             if put < 0 {
-                if errno == EINTR { continue }
+                if slotctl_errno() == EINTR { continue }
                 throw .current
             }
             if put == 0 { throw Errno(EIO) }
@@ -147,7 +145,7 @@ public final class FileDescriptor: Sendable {
         while done < bytes.count {
             let put = bytes.withUnsafeBytes { send(raw, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
             if put < 0 {
-                if errno == EINTR { continue }
+                if slotctl_errno() == EINTR { continue }
                 throw .current
             }
             done += put
@@ -157,14 +155,14 @@ public final class FileDescriptor: Sendable {
     /// fsync(2).
     public func sync() throws(Errno) {
         while fsync(raw) != 0 {
-            if errno != EINTR { throw .current }
+            if slotctl_errno() != EINTR { throw .current }
         }
     }
 
     /// ftruncate(2).
     public func resize(to size: UInt64) throws(Errno) {
         while ftruncate(raw, off_t(size)) != 0 {
-            if errno != EINTR { throw .current }
+            if slotctl_errno() != EINTR { throw .current }
         }
     }
 
@@ -174,15 +172,15 @@ public final class FileDescriptor: Sendable {
         while true {
             let ready = poll(&poller, 1, milliseconds)
             if ready >= 0 { return ready > 0 }
-            if errno != EINTR { throw .current }
+            if slotctl_errno() != EINTR { throw .current }
         }
     }
 
     /// flock(2) without waiting: false when another open file holds a conflicting lock.
     public func tryLock(exclusive: Bool) throws(Errno) -> Bool {
         while flock(raw, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
-            if errno == EWOULDBLOCK { return false }
-            if errno != EINTR { throw .current }
+            if slotctl_errno() == EWOULDBLOCK { return false }
+            if slotctl_errno() != EINTR { throw .current }
         }
         return true
     }
@@ -195,3 +193,7 @@ public final class FileDescriptor: Sendable {
         return copy
     }
 }
+
+// read(2) and write(2) under names FileDescriptor's own `read` methods do not shadow.
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int { read(fd, buffer, count) }
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int { write(fd, buffer, count) }

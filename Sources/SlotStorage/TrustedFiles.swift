@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 
 /// A file slotctl would not take its trust from, with the one-line reason.
 public struct TrustError: Error, CustomStringConvertible {
@@ -43,7 +41,7 @@ public enum TrustedFiles {
             // O_DIRECTORY on a link reports ENOTDIR before O_NOFOLLOW's ELOOP.
             var link = stat()
             if error.code == ELOOP || (error.code == ENOTDIR && fstatat(base, name, &link, AT_SYMLINK_NOFOLLOW) == 0
-                                       && link.st_mode & S_IFMT == S_IFLNK) {
+                                       && link.st_mode & mode_t(S_IFMT) == mode_t(S_IFLNK)) {
                 throw TrustError("\(shown): refused: a symbolic link (spec/security.md)")
             }
             if error.code == ENOTDIR && kind == .directory { throw TrustError("\(shown): refused: not a directory (spec/security.md)") }
@@ -59,18 +57,18 @@ public enum TrustedFiles {
 
     /// Why a file with this mode, owner and device number may not be trusted, or nil.
     public static func judge(mode: mode_t, owner: uid_t, device: dev_t, kind: Kind, user: uid_t) -> String? {
-        let type = mode & S_IFMT
+        let type = mode & mode_t(S_IFMT)
         switch kind {
         case .directory:
-            guard type == S_IFDIR else { return "not a directory" }
+            guard type == mode_t(S_IFDIR) else { return "not a directory" }
         case .file:
-            if type == S_IFCHR && isNullDevice(device) { return nil }
-            guard type == S_IFREG else { return "not a regular file" }
+            if type == mode_t(S_IFCHR) && isNullDevice(device) { return nil }
+            guard type == mode_t(S_IFREG) else { return "not a regular file" }
         }
         guard owner == 0 || owner == user else {
             return "owned by uid \(owner), neither root nor the user slotctl runs as (uid \(user))"
         }
-        guard mode & (S_IWGRP | S_IWOTH) == 0 else {
+        guard mode & mode_t(slotctl_S_IWGRP | slotctl_S_IWOTH) == 0 else {
             return "writable by group or others (mode 0\(String(mode & 0o7777, radix: 8)))"
         }
         return nil

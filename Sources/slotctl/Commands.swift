@@ -25,7 +25,7 @@ struct Commands {
         guard let command = Grammar.command(name) else {
             throw CLIError(.usage, "unknown command '\(name)' (see slotctl --help)")
         }
-        let own = Set(command.options.map(\.name))
+        let own = Set(command.options.map { $0.name })
         for flag in line.flags.keys.sorted() + line.switches.sorted() where !own.contains(flag) {
             throw CLIError(.usage, "\(name) does not take \(flag) (usage: slotctl \(command.usage))")
         }

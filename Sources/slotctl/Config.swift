@@ -37,15 +37,37 @@ struct Settings {
     var ioTimeout: Double = 120
 }
 
+/// A plain decimal number of seconds ("10", "0.5"); no sign, exponent or spaces. Ours,
+/// because the Embedded stdlib has no Double(String).
+func parseSeconds(_ text: String) -> Double? {
+    var whole = 0.0, scale = 0.0, digits = 0
+    for byte in text.utf8 {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"):
+            guard digits < 12 else { return nil }
+            digits += 1
+            if scale == 0 { whole = whole * 10 + Double(byte - UInt8(ascii: "0")) } else {
+                scale /= 10
+                whole += Double(byte - UInt8(ascii: "0")) * scale
+            }
+        case UInt8(ascii: ".") where scale == 0 && digits > 0:
+            scale = 1
+        default:
+            return nil
+        }
+    }
+    return digits > 0 && scale != 1 ? whole : nil
+}
+
 func parseLockTimeout(_ text: String, source: String) throws(CLIError) -> Double {
-    guard let value = Double(text), value >= 0, value <= 3600 else {
+    guard let value = parseSeconds(text), value >= 0, value <= 3600 else {
         throw CLIError(.usage, "\(source): lock timeout must be 0...3600 seconds, not '\(text)'")
     }
     return value
 }
 
 func parseIOTimeout(_ text: String, source: String) throws(CLIError) -> Double {
-    guard let value = Double(text), value == 0 || (value >= 1 && value <= 3600) else {
+    guard let value = parseSeconds(text), value == 0 || (value >= 1 && value <= 3600) else {
         throw CLIError(.usage, "\(source): I/O timeout must be 1...3600 seconds, or 0 for unbounded, not '\(text)'")
     }
     return value

@@ -30,7 +30,7 @@ extension Commands {
         let force = line.switches.contains("--force")
         var existing: [String] = []
         if !force {
-            do { existing = try DiskSignatures.probe(path: path).map(\.description) } catch {
+            do { existing = try DiskSignatures.probe(path: path).map { $0.description } } catch {
                 throw CLIError(.ioError, "format: \(error.description); nothing was written")
             }
         }

@@ -178,8 +178,8 @@ enum Grammar {
 
     /// Command options that take a value, and switches, over all commands: the parser
     /// accepts them anywhere and the command then checks they are its own.
-    static let valued: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value != nil }.map(\.name) })
-    static let switches: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value == nil }.map(\.name) })
+    static let valued: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value != nil }.map { $0.name } })
+    static let switches: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value == nil }.map { $0.name } })
 
     static let exitCodes = "exit codes: 0 ok; 10-11 download failed; 20-29 verification failed; 30-34 install failed; "
         + "40 marked failed; 50-51 no bootable slot; 60-63 slot table unusable; 64 usage; 65 write refused; "
@@ -232,7 +232,7 @@ enum Grammar {
         text += ".TP\n.BR \\-\\-help \", \" \\-h\nThe usage; after a command, that command's help.\n"
         text += ".SH EXIT STATUS\n\(roff(String(exitCodes.dropFirst("exit codes: ".count)))).\n"
         text += ".SH FILES\n.TP\n.I /etc/slotctl.conf\ndefaults for the options: key = value lines "
-            + "(\(Config.keys.map(\.name).joined(separator: ", ")); see \\fBslotctl.conf\\fR(5))\n"
+            + "(\(Config.keys.map { $0.name }.joined(separator: ", ")); see \\fBslotctl.conf\\fR(5))\n"
             + ".TP\n.I /etc/slotctl/keys/*.pem\nthe trusted public keys\n"
             + ".TP\n.I /run/slotctl/booted\nthe slot boot chose, for mark\\-successful and mark\\-failed\n"
         text += ".SH SEE ALSO\n.BR slotctl.conf (5),\n.BR cgpt (1),\n.BR sgdisk (8),\n.BR veritysetup (8),\n.BR rauc (1)\n"
@@ -268,10 +268,10 @@ enum Grammar {
     /// A bash completion (`slotctl help bash-completion`; `make install` installs it):
     /// the commands, each one's options, and the global options, from the declarations.
     static var bashCompletion: String {
-        let globals = globalOptions.map(\.option.name).joined(separator: " ") + " --version --help"
+        let globals = globalOptions.map { $0.option.name }.joined(separator: " ") + " --version --help"
         var cases = ""
         for command in commands {
-            cases += "        \(command.name)) opts=\"\(command.options.map(\.name).joined(separator: " ")) $globals\" ;;\n"
+            cases += "        \(command.name)) opts=\"\(command.options.map { $0.name }.joined(separator: " ")) $globals\" ;;\n"
         }
         return """
         # bash completion for slotctl, made by `slotctl help bash-completion`.
@@ -282,7 +282,7 @@ enum Grammar {
                 case $word in -*) ;; *) [ -z "$command" ] && command=$word ;; esac
             done
             case $command in
-        \(cases)        "") COMPREPLY=($(compgen -W "\(commands.map(\.name).joined(separator: " ")) help $globals" -- "$cur")); return ;;
+        \(cases)        "") COMPREPLY=($(compgen -W "\(commands.map { $0.name }.joined(separator: " ")) help $globals" -- "$cur")); return ;;
                 *) opts=$globals ;;
             esac
             COMPREPLY=($(compgen -W "$opts" -- "$cur"))

@@ -10,7 +10,7 @@ struct JSONObject {
     mutating func setNull(_ key: String) { fields.append("\(quote(key)):null") }
     mutating func set(_ key: String, _ value: JSONObject) { fields.append("\(quote(key)):\(value.text)") }
     mutating func set(_ key: String, _ values: [JSONObject]) {
-        fields.append("\(quote(key)):[\(values.map(\.text).joined(separator: ","))]")
+        fields.append("\(quote(key)):[\(values.map { $0.text }.joined(separator: ","))]")
     }
     mutating func set(_ key: String, strings values: [String]) {
         fields.append("\(quote(key)):[\(values.map(quote).joined(separator: ","))]")

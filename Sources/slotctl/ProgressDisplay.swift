@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
 import SlotFlows
 
 /// What `install --progress` prints on stderr while it works (spec/install.md).

@@ -1,6 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CSystem
+import SlotCore
 import SlotStorage
 
 /// Small file helpers for the CLI's own files (config, booted-slot record, kernel
@@ -39,7 +38,7 @@ enum SystemFiles {
         do { fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK, mode: 0o644) } catch {
             throw CLIError(.ioError, "\(path): cannot create image of \(size) bytes: \(error)")
         }
-        guard let info = try? fd.status(), info.st_mode & S_IFMT == S_IFREG else {
+        guard let info = try? fd.status(), info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else {
             throw CLIError(.usage, "\(path): not a regular file; an image is created as a file")
         }
         if let (identity, name) = protected, FileIdentity(info).sameFile(as: identity) {
@@ -65,9 +64,9 @@ enum SystemFiles {
     static func fileKind(_ path: String) -> FileKind? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: return .regular
-        case S_IFBLK: return .blockDevice
+        switch info.st_mode & mode_t(S_IFMT) {
+        case mode_t(S_IFREG): return .regular
+        case mode_t(S_IFBLK): return .blockDevice
         default: return .other
         }
     }

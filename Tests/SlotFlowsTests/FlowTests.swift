@@ -64,7 +64,7 @@ struct Regions {
         #expect(store.writes == 0)
     }
 
-    struct RefuseA: SlotVerifier {
+    final class RefuseA: SlotVerifier {
         var name: String { "test" }
         func verify(slot: Slot, in table: LoadedTable, store: BlockStore) -> SlotVerdict {
             slot.letter == UInt8(ascii: "a") ? .rejected(code: .signatureInvalid, reason: "test refusal") : .accepted(nil)

@@ -1,0 +1,53 @@
+// The C library as slotctl uses it, for both builds. The normal build also has Swift's
+// Glibc overlay; the Embedded build has none (no overlay is shipped for it), so the
+// pieces Swift cannot import from the headers alone (errno, variadic open/fcntl/ioctl,
+// the SIG_DFL/SIG_IGN casts) are small inline functions here, and all of slotctl calls
+// these, so both builds run the same calls.
+#ifndef SLOTCTL_CSYSTEM_SHIM_H
+#define SLOTCTL_CSYSTEM_SHIM_H
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <syslog.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+static inline int slotctl_errno(void) { return errno; }
+static inline void slotctl_set_errno(int value) { errno = value; }
+
+static inline int slotctl_openat(int directory, const char *path, int flags, unsigned int mode) {
+    return openat(directory, path, flags, (mode_t)mode);
+}
+static inline int slotctl_open(const char *path, int flags) { return open(path, flags); }
+static inline int slotctl_fcntl(int fd, int command) { return fcntl(fd, command); }
+static inline int slotctl_fcntl_int(int fd, int command, int argument) { return fcntl(fd, command, argument); }
+static inline int slotctl_ioctl_pointer(int fd, unsigned long request, void *argument) {
+    return ioctl(fd, request, argument);
+}
+static inline __sighandler_t slotctl_sig_dfl(void) { return SIG_DFL; }
+static inline __sighandler_t slotctl_sig_ign(void) { return SIG_IGN; }
+static inline int slotctl_wifexited(int status) { return WIFEXITED(status); }
+static inline int slotctl_wexitstatus(int status) { return WEXITSTATUS(status); }
+static inline int slotctl_wifsignaled(int status) { return WIFSIGNALED(status); }
+static inline int slotctl_wtermsig(int status) { return WTERMSIG(status); }
+// S_IWGRP and S_IWOTH are macro expressions Swift does not import.
+static const int slotctl_S_IWGRP = S_IWGRP;
+static const int slotctl_S_IWOTH = S_IWOTH;
+static inline void *slotctl_map_failed(void) { return MAP_FAILED; }
+#endif
