@@ -25,8 +25,9 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# A statically linked slotctl (Swift runtime, libcrypto and libuuid included), as an
-# initramfs wants it: .build/static/release/slotctl.
+# A statically linked slotctl with the full Swift runtime: .build/static/release/slotctl.
+# What an initramfs carries is the Embedded build (make embedded, below); this one stays
+# for comparison (make bench) and for a toolchain without the Embedded stdlib.
 static: deps
 	$(SWIFT) build -c release --static-swift-stdlib -Xswiftc -static-executable --build-path .build/static
 
@@ -61,14 +62,14 @@ test-packaging: deps-qemu
 # each). Tests/qemu/boot-test.sh; about 7.5 minutes here. Console logs stay in
 # .build/qemu-test/<initramfs>/logs.
 QEMU_INITRAMFS = initramfs-tools dracut dracut-shell
-test-qemu: deps deps-qemu static
+test-qemu: deps deps-qemu embedded
 	@failed=""; for i in $(QEMU_INITRAMFS); do bash Tests/qemu/boot-test.sh $$i || failed="$$failed $$i"; done; \
 	  if [ -n "$$failed" ]; then echo "test-qemu failed:$$failed"; exit 1; fi
 
 # Real device-mapper fault targets (error, flakey, delay) under slotctl, inside Debian's
 # kernel under QEMU (the host kernel may have no device-mapper): Tests/qemu/fault-test.sh,
 # about 30 s. A table that cannot be created fails the test.
-test-faults: deps deps-qemu static
+test-faults: deps deps-qemu embedded
 	bash Tests/qemu/fault-test.sh
 
 # slotctl as RAUC's custom bootloader backend (packaging/rauc, spec/rauc.md), with Debian's
@@ -102,17 +103,17 @@ check-model-deep: deps build
 # man page and a bash completion made from the command grammar. scripts/install.sh.
 PREFIX ?= /usr
 DESTDIR ?=
-install: static
-	@bash scripts/install.sh "$(DESTDIR)" "$(PREFIX)" .build/static/release/slotctl
+install: embedded
+	@bash scripts/install.sh "$(DESTDIR)" "$(PREFIX)" .build/embedded/static/slotctl
 
 # make install into a scratch root, its file list against the README, the man page
 # through groff's lint and the completion through bash (Tests/packaging/install-test.sh).
-test-install: static
+test-install: embedded
 	bash Tests/packaging/install-test.sh
 
 # A Debian package of the static binary (scripts/make-deb.sh, debian/): .build/deb/.
-deb: static
-	@bash scripts/make-deb.sh .build/static/release/slotctl .build/deb
+deb: embedded
+	@bash scripts/make-deb.sh .build/embedded/static/slotctl .build/deb
 
 # The package through lintian and man, then installed, rebuilt into the initramfs and
 # removed on this host for real (Tests/packaging/deb-test.sh; needs root).
@@ -124,7 +125,7 @@ demo: build
 
 # Benchmarks against cgpt, openssl, sha256sum and veritysetup (a few minutes; not a
 # test: it asserts nothing). BENCH_QUICK=1 for a small smoke run.
-bench: static release
+bench: embedded static
 	@command -v hyperfine >/dev/null || true
 	@dpkg-query -W valgrind cryptsetup-bin >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq valgrind cryptsetup-bin >/dev/null)
 	python3 bench/bench.py

@@ -7,7 +7,7 @@
 set -euo pipefail
 dest=$1 prefix=$2 binary=$3
 cd "$(dirname "$0")/.."
-[ -x "$binary" ] || { echo "install: $binary missing (make static)" >&2; exit 1; }
+[ -x "$binary" ] || { echo "install: $binary missing (make embedded)" >&2; exit 1; }
 inst() { # mode, source, installed path
 	install -D -m "$1" "$2" "$dest$3"
 	echo "$3"

@@ -13,7 +13,7 @@
 set -euo pipefail
 binary=$1 out=$2
 cd "$(dirname "$0")/.."
-[ -x "$binary" ] || { echo "make-deb: $binary missing (make static)" >&2; exit 1; }
+[ -x "$binary" ] || { echo "make-deb: $binary missing (make embedded)" >&2; exit 1; }
 version=$("$binary" --version | sed -n '1s/^slotctl //p')
 [ -n "$version" ] || { echo "make-deb: $binary --version printed no version" >&2; exit 1; }
 arch=$(dpkg --print-architecture)

@@ -28,12 +28,26 @@ public struct CryptoError: Error, CustomStringConvertible {
     }
 }
 
+/// OpenSSL is set up once, before its first use, without its configuration file
+/// (OPENSSL_INIT_NO_LOAD_CONFIG): a boot verifier's behaviour must not depend on
+/// /usr/lib/ssl/openssl.cnf (or OPENSSL_CONF), and reading and parsing it is a large part
+/// of OpenSSL 3's start-up. slotctl needs only the default provider, which loads without it.
+/// Nor does OpenSSL free its tables at exit (OPENSSL_INIT_NO_ATEXIT): the process is
+/// ending, slotctl writes its output with write(2), and the cleanup costs a boot more
+/// than the signature check it followed.
+private let openSSLPrepared: Bool =
+    OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_LOAD_CONFIG) | UInt64(OPENSSL_INIT_NO_ATEXIT), nil) == 1
+
+/// Called before any other libcrypto call (the first caller wins; later calls cost nothing).
+func prepareOpenSSL() { _ = openSSLPrepared }
+
 /// SHA-256 as fetched once from the default provider. `EVP_sha256()` is a legacy handle:
 /// OpenSSL 3 looks its implementation up by name (a locked table search) on every
 /// EVP_DigestInit_ex, which is per 4 KiB block when building a dm-verity tree. With a
 /// fetched handle a re-init on the same context only resets the hash state. Never freed:
 /// it lives as long as the process.
 nonisolated(unsafe) private let fetchedSHA256: OpaquePointer = {
+    prepareOpenSSL()
     guard let digest = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("EVP_MD_fetch(SHA256) failed") }
     return digest
 }()
@@ -44,6 +58,7 @@ public final class SHA256Stream {
     private let context: OpaquePointer
 
     public init() {
+        prepareOpenSSL()
         guard let context = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
         self.context = context
         reset()
@@ -117,6 +132,7 @@ public final class SaltedBlockHasher {
 
 /// Cryptographically random bytes from OpenSSL (for verity salts).
 public func randomBytes(_ count: Int) throws(CryptoError) -> [UInt8] {
+    prepareOpenSSL()
     var bytes = [UInt8](repeating: 0, count: count)
     guard RAND_bytes(&bytes, Int32(count)) == 1 else { throw CryptoError.openSSL("RAND_bytes failed") }
     return bytes
@@ -158,6 +174,14 @@ public class Key {
     public let kind: KeyKind
     public let path: String
 
+    /// A key whose id and kind are already known (the raw Ed25519 import).
+    init(pkey: OpaquePointer, path: String, keyID: [UInt8], kind: KeyKind) {
+        self.pkey = pkey
+        self.path = path
+        self.keyID = keyID
+        self.kind = kind
+    }
+
     init(pkey: OpaquePointer, path: String) throws(CryptoError) {
         self.pkey = pkey
         self.path = path
@@ -194,6 +218,7 @@ public class Key {
     /// one PEM block is refused: OpenSSL would silently take the first, and whoever looks
     /// at the file may trust another.
     static func parsePEM(_ pem: [UInt8], path: String, _ read: (OpaquePointer) -> OpaquePointer?) throws(CryptoError) -> OpaquePointer {
+        prepareOpenSSL()
         let blocks = pemBlockCount(pem)
         guard blocks <= 1 else {
             throw CryptoError("\(path): holds \(blocks) PEM blocks; a key file must hold exactly one key")
@@ -243,7 +268,17 @@ public final class PublicKey: Key {
     /// A PEM public key (`openssl pkey -pubout` output) already read by the key directory
     /// under the trusted-file rule, from a checked descriptor; `path` names it in messages.
     /// There is no path-reading initializer: a trusted key is never read around that rule.
+    /// An Ed25519 key in the usual PEM form is imported raw (PEMPublicKey); every other
+    /// key, and any PEM that reader does not take, goes through PEM_read_bio_PUBKEY.
     public init(pem: [UInt8], path: String) throws(CryptoError) {
+        prepareOpenSSL()
+        if Key.pemBlockCount(pem) == 1, let der = PEMPublicKey.der(pem), let raw = PEMPublicKey.ed25519Key(der),
+           let pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, raw, raw.count) {
+            // The DER is canonical (a fixed prefix and the key), so its digest is the id
+            // i2d_PUBKEY's encoding would give.
+            super.init(pkey: pkey, path: path, keyID: SHA256Stream.digest(der), kind: .ed25519)
+            return
+        }
         let pkey = try Key.parsePEM(pem, path: path) { PEM_read_bio_PUBKEY($0, nil, nil, nil) }
         try super.init(pkey: pkey, path: path)
     }
@@ -307,7 +342,8 @@ public final class PrivateKey: Key {
 /// ECDSA P-256 signatures: DER (what libcrypto speaks) <-> raw r||s (what descriptors hold).
 public enum ECDSASignature {
     public static func raw(fromDER der: [UInt8]) -> [UInt8]? {
-        der.withUnsafeBufferPointer { buffer -> [UInt8]? in
+        prepareOpenSSL()
+        return der.withUnsafeBufferPointer { buffer -> [UInt8]? in
             var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
             guard let signature = d2i_ECDSA_SIG(nil, &cursor, der.count) else { return nil }
             defer { ECDSA_SIG_free(signature) }
@@ -320,6 +356,7 @@ public enum ECDSASignature {
     }
 
     public static func der(fromRaw raw: [UInt8]) -> [UInt8]? {
+        prepareOpenSSL()
         guard raw.count == 64, let signature = ECDSA_SIG_new() else { return nil }
         defer { ECDSA_SIG_free(signature) }
         let r = raw.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress, 32, nil) }
@@ -340,6 +377,7 @@ public enum ECDSASignature {
 /// The libcrypto slotctl runs with, as OpenSSL names itself ("OpenSSL 3.0.x ..."), for
 /// `slotctl --version`.
 public func cryptoLibraryVersion() -> String {
+    prepareOpenSSL()
     guard let text = OpenSSL_version(OPENSSL_VERSION) else { return "unknown" }
     return String(cString: text)
 }

@@ -2,10 +2,10 @@
 # make test-install (part of make test): `make install` into a scratch root. Every
 # installed path must be named in README.md (the list a device builder follows), the
 # binary must run, the man page must pass groff's warnings (-ww) and the bash completion
-# must complete a command's options. The binary is the static one (make static).
+# must complete a command's options. The binary is the static Embedded one (make embedded).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/static/release/slotctl}
+SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/embedded/static/slotctl}
 passed=0 failed=0
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 pass() { echo "ok: $*"; passed=$((passed + 1)); }

@@ -36,7 +36,7 @@
 #
 # Environment: QEMU_ACCEL (default tcg: on these machines /dev/kvm opens but a KVM guest
 # hangs before its first console line; QEMU_ACCEL=kvm where KVM works), QEMU_TIMEOUT
-# seconds per boot (default 240), SLOTCTL_STATIC (default .build/static/release/slotctl),
+# seconds per boot (default 240), SLOTCTL_STATIC (default .build/embedded/static/slotctl, make embedded),
 # DRACUT_ROOT (where Debian's dracut packages are unpacked; default .build/dracut/root).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,7 +47,7 @@ initramfs-tools | dracut | dracut-shell) ;;
 *) echo "usage: $0 [initramfs-tools | dracut | dracut-shell]" >&2; exit 2 ;;
 esac
 WORK=${WORK:-$ROOT/.build/qemu-test/$FLAVOUR}
-SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/static/release/slotctl}
+SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/embedded/static/slotctl}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-240}
 SLOT_SIZE=40M
 
@@ -60,7 +60,7 @@ die() { echo "test-qemu ($FLAVOUR): $*" >&2; echo "qemu ($FLAVOUR): $passed pass
 KVER=$(ls /lib/modules | sort -V | tail -n 1)
 KERNEL=/boot/vmlinuz-$KVER
 [ -n "$KVER" ] && [ -r "$KERNEL" ] || die "no kernel in /boot (linux-image-amd64)"
-[ -x "$SLOTCTL_STATIC" ] || die "$SLOTCTL_STATIC missing (make static)"
+[ -x "$SLOTCTL_STATIC" ] || die "$SLOTCTL_STATIC missing (make embedded)"
 for tool in qemu-system-x86_64 mke2fs cgpt openssl busybox veritysetup swtpm tpm2_nvread; do
 	command -v "$tool" >/dev/null || die "$tool missing"
 done

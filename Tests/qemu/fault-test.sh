@@ -13,7 +13,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$ROOT/.build/fault-test
-SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/static/release/slotctl}
+SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/embedded/static/slotctl}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-300}
 passed=0 failed=0
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
@@ -23,7 +23,7 @@ die() { echo "test-faults: $*" >&2; exit 1; }
 KVER=$(ls /lib/modules | sort -V | tail -n 1)
 KERNEL=/boot/vmlinuz-$KVER
 [ -r "$KERNEL" ] || die "no kernel in /boot (linux-image-amd64)"
-[ -x "$SLOTCTL_STATIC" ] || die "$SLOTCTL_STATIC missing (make static)"
+[ -x "$SLOTCTL_STATIC" ] || die "$SLOTCTL_STATIC missing (make embedded)"
 for tool in qemu-system-x86_64 mkinitramfs dmsetup cgpt sgdisk openssl; do command -v "$tool" >/dev/null || die "$tool missing"; done
 
 rm -rf "$WORK" && mkdir -p "$WORK"/{keys,conf/hooks,conf/scripts/init-premount} && cd "$WORK" || exit 1
