@@ -127,7 +127,7 @@ demo: build
 # test: it asserts nothing). BENCH_QUICK=1 for a small smoke run.
 bench: embedded static
 	@command -v hyperfine >/dev/null || true
-	@dpkg-query -W valgrind cryptsetup-bin >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq valgrind cryptsetup-bin >/dev/null)
+	@dpkg-query -W gcc cpio zstd cryptsetup-bin >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq gcc cpio zstd cryptsetup-bin >/dev/null)
 	python3 bench/bench.py
 
 # The pure core must compile in Embedded Swift with no heap allocations (spec/architecture.md).

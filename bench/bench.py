@@ -5,12 +5,14 @@ Not a test: nothing here asserts a time. Writes bench/results.md and prints it."
 import os, platform, re, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# `make static`: what an initramfs runs. SLOTCTL_BENCH_BIN measures another build (one
-# made under its own --build-path, say) without touching the shared build directories.
-SLOTCTL = os.environ.get("SLOTCTL_BENCH_BIN") or os.path.join(ROOT, ".build/static/release/slotctl")
-# valgrind cannot see malloc inside a static executable: allocations are counted on the
-# dynamically linked release build of the same code (SLOTCTL_BENCH_DYNAMIC_BIN overrides).
-SLOTCTL_DYNAMIC = os.environ.get("SLOTCTL_BENCH_DYNAMIC_BIN") or os.path.join(ROOT, ".build/release/slotctl")
+# `make embedded`'s static binary: what an initramfs runs. SLOTCTL_BENCH_BIN measures
+# another build without touching the shared build directories.
+SLOTCTL = os.environ.get("SLOTCTL_BENCH_BIN") or os.path.join(ROOT, ".build/embedded/static/slotctl")
+# A static executable's malloc cannot be interposed: allocations are counted on the
+# dynamically linked Embedded build of the same code (SLOTCTL_BENCH_DYNAMIC_BIN overrides).
+SLOTCTL_DYNAMIC = os.environ.get("SLOTCTL_BENCH_DYNAMIC_BIN") or os.path.join(ROOT, ".build/embedded/dynamic/slotctl")
+# `make static`: the same program with the full Swift runtime, for comparison.
+SLOTCTL_RUNTIME = os.path.join(ROOT, ".build/static/release/slotctl")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, fewer runs (for a smoke run)
 RUNS = 5 if QUICK else 15
 work = tempfile.mkdtemp(prefix="slotctl-bench-")
@@ -95,6 +97,69 @@ for entries in (4, 128):
     if entries == 4:
         rows.append(("peak RSS, signed decision, 4 entries", f"{max_rss_kb(signed)} KiB",
                      f"{max_rss_kb(['cgpt', 'show', disk])} KiB (cgpt show)", "", "≤ 5 MiB (issue 19)"))
+        signed_4 = signed
+        if os.path.exists(SLOTCTL_RUNTIME):
+            runtime = [SLOTCTL_RUNTIME] + signed[1:]
+            ours, peer = alternate([runtime, ["cgpt", "show", disk]])
+            row("signed decision, 4 entries, Swift-runtime static build (make static)", ours * 1e3, peer * 1e3, "cgpt show",
+                target="for comparison")
+
+# 1c. The floor: a C program that reads one PEM key and verifies one Ed25519 signature with
+# static libcrypto and does nothing else (bench/floor.c), OpenSSL's default way and the
+# lean way (no config file, raw key import).
+floor = os.path.join(work, "floor")
+subprocess.run(["gcc", "-O2", "-static", "-o", floor, os.path.join(ROOT, "bench", "floor.c"), "-lcrypto", "-lpthread"],
+               check=True, capture_output=True)
+sh("strip", floor)
+message, signature = os.path.join(work, "floor-message"), os.path.join(work, "floor-signature")
+random_file(message, 316)
+sh("openssl", "pkeyutl", "-sign", "-inkey", os.path.join(work, "k.pem"), "-rawin", "-in", message, "-out", signature)
+disk4 = os.path.join(work, "table4.img")
+public_key = os.path.join(keys, "k.pem")
+default_floor, lean_floor, ours, peer = alternate([[floor, public_key, message, signature],
+                                                   [floor, "--lean", public_key, message, signature],
+                                                   signed_4, ["cgpt", "show", disk4]])
+row("C floor: one PEM key, one Ed25519 verify, static libcrypto (bench/floor.c)", default_floor * 1e3, peer * 1e3, "cgpt show",
+    target="for reference")
+row("C floor, lean: no config file, raw key import", lean_floor * 1e3, peer * 1e3, "cgpt show", target="for reference")
+row("signed decision, 4 entries, against the lean C floor", ours * 1e3, lean_floor * 1e3, "lean C floor", target="")
+
+# 1d. Size: the stripped binaries, and what the dynamic one adds to an initramfs that
+# already carries veritysetup (its file and every library it needs that veritysetup's
+# do not already bring), compressed the way mkinitramfs does (zstd -9).
+def stripped_size(path):
+    copy = os.path.join(work, "stripped")
+    shutil.copy(path, copy)
+    sh("strip", copy)
+    return os.path.getsize(copy)
+
+rows.append(("size, static Embedded binary, stripped", f"{os.path.getsize(SLOTCTL) / 1e6:.2f} MB",
+             f"{os.path.getsize(floor) / 1e6:.2f} MB (C floor)", f"{os.path.getsize(SLOTCTL) / os.path.getsize(floor):.2f}", "≤ 5 MB"))
+if os.path.exists(SLOTCTL_RUNTIME):
+    rows.append(("size, Swift-runtime static binary (make static), stripped", f"{stripped_size(SLOTCTL_RUNTIME) / 1e6:.2f} MB",
+                 "", "", "for comparison"))
+
+def closure(binary):
+    out = sh("ldd", binary).stdout
+    return {binary} | {os.path.realpath(m) for m in re.findall(r"(/\S+\.so[.\d]*)", out)}
+
+def initramfs_bytes(files):
+    tree = os.path.join(work, "initramfs-tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    for f in files:
+        os.makedirs(tree + os.path.dirname(f), exist_ok=True)
+        shutil.copy(f, tree + f)
+    names = subprocess.run(["find", "."], cwd=tree, check=True, capture_output=True).stdout
+    cpio = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=tree, input=names, check=True, capture_output=True).stdout
+    return len(cpio), len(subprocess.run(["zstd", "-q", "-9", "-c"], input=cpio, check=True, capture_output=True).stdout)
+
+verity = closure(shutil.which("veritysetup"))
+added = closure(SLOTCTL_DYNAMIC) - verity
+base_raw, base_zstd = initramfs_bytes(verity)
+with_raw, with_zstd = initramfs_bytes(verity | closure(SLOTCTL_DYNAMIC))
+rows.append(("initramfs growth, dynamic Embedded binary beside veritysetup (cpio, zstd -9)",
+             f"+{(with_zstd - base_zstd) / 1e6:.2f} MB compressed", f"+{(with_raw - base_raw) / 1e6:.2f} MB uncompressed; "
+             f"files added: {', '.join(sorted(os.path.basename(f) for f in added))}", "", "≤ 1 MB"))
 
 # 2. Payload verification throughput against openssl dgst -sha256 and sha256sum, cache warm.
 for mib in ((16, 64) if QUICK else (256, 1024)):
@@ -164,21 +229,34 @@ rows.append((f"dm-verity tree check, {mib} MiB: `verify --image` with − withou
              f"{peer * 1e3:.2f} ms (veritysetup verify)", f"{peer / ours:.2f} of veritysetup's speed", ""))
 os.remove(payload)
 
-# 5. Heap allocations of boot --dry-run, 4 and 128 entries (valgrind).
-allocs = []
-for entries in (4, 128):
-    disk = os.path.join(work, f"table{entries}.img")
-    out = subprocess.run(["valgrind", "--error-exitcode=0", SLOTCTL_DYNAMIC] + base[1:]
-                         + ["--disk", disk, "--verification", "none", "boot", "--dry-run"],
-                         capture_output=True, text=True)
-    m = re.search(r"total heap usage: ([\d,]+) allocs", out.stderr)
-    allocs.append(int(m.group(1).replace(",", "")) if m else -1)
-rows.append(("heap allocations, boot --dry-run (valgrind, dynamic build)", f"{allocs[0]} (4 entries)", f"{allocs[1]} (128 entries)",
-             f"+{allocs[1] - allocs[0]}", "small constant"))
+# 5. Heap allocations of the signed boot --dry-run (4 entries) and of the table-only one,
+# counted by caller (bench/malloc-count.c, LD_PRELOAD) on the dynamic Embedded build:
+# libcrypto's own, slotctl's own (both of its processes: the I/O watchdog and its worker),
+# and everything else.
+counter_lib = os.path.join(work, "malloc-count.so")
+subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", counter_lib, os.path.join(ROOT, "bench", "malloc-count.c"), "-ldl"],
+               check=True, capture_output=True)
+def allocations(cmd):
+    out = os.path.join(work, "malloc-count.txt")
+    if os.path.exists(out):
+        os.remove(out)
+    subprocess.run([SLOTCTL_DYNAMIC] + cmd[1:], env=dict(os.environ, LD_PRELOAD=counter_lib, MALLOC_COUNT_OUT=out),
+                   check=True, capture_output=True)
+    totals = {}
+    for line in open(out):
+        fields = line.split()
+        for name, value in zip(fields[0::2], fields[1::2]):
+            totals[name] = totals.get(name, 0) + int(value)
+    return totals
+for what, cmd in (("signed", signed_4), ("table only", signed_4[:-2] + ["--verification", "none", "boot", "--dry-run"])):
+    counted = allocations(cmd)
+    rows.append((f"heap allocations, {what} boot --dry-run, 4 entries (dynamic Embedded build)",
+                 f"{counted['program']} slotctl's own", f"{counted['libcrypto']} libcrypto's, {counted['other']} others'",
+                 "", "≤ 50 outside libcrypto"))
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
-         f"static release build (make static); page cache warm; medians of {RUNS} alternating runs" + (" (BENCH_QUICK)" if QUICK else "") + ".", "",
+         f"static Embedded build (make embedded); page cache warm; medians of {RUNS} alternating runs" + (" (BENCH_QUICK)" if QUICK else "") + ".", "",
          "| what | slotctl | peer | ratio | budget |", "|---|---|---|---|---|"]
 lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
 lines += ["", "dm-verity rows: slotctl has no tree-only command, so its tree time is the same command "
