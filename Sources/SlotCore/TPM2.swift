@@ -31,6 +31,9 @@ public enum TPM2 {
     public static let passwordSession: UInt32 = 0x4000_0009 // TPM_RS_PW
     public static let ownerHierarchy: UInt32 = 0x4000_0001  // TPM_RH_OWNER
     public static let algSHA256: UInt16 = 0x000B
+    /// The longest authorization value slotctl sends: TPM2B_AUTH holds at most a digest
+    /// of the TPM's largest hash (SHA-512, 64 bytes).
+    public static let maxPasswordSize = 64
 
     public enum Command: UInt32, Sendable {
         case nvUndefineSpace = 0x0000_0122
@@ -109,6 +112,18 @@ public enum TPM2 {
             try u16(&b, 0)              // hmac (the password): empty
         }
 
+        /// One password session carrying `password` in the clear (TPM_RS_PW: the TPM
+        /// compares it with the entity's authValue). Longer than any digest: refused.
+        mutating func passwordAuth(_ b: inout MutableSpan<UInt8>, _ password: Span<UInt8>) throws(TPMError) {
+            guard password.count <= TPM2.maxPasswordSize else { throw .bufferTooSmall }
+            try u32(&b, UInt32(9 + password.count))
+            try u32(&b, passwordSession)
+            try u16(&b, 0)
+            try u8(&b, 0)
+            try u16(&b, UInt16(password.count))
+            for i in password.indices { try u8(&b, password[i]) }
+        }
+
         func finish(_ b: inout MutableSpan<UInt8>) -> Int {
             let size = UInt32(length)
             b[2] = UInt8(size >> 24); b[3] = UInt8(truncatingIfNeeded: size >> 16)
@@ -185,13 +200,14 @@ public enum TPM2 {
             return w.finish(&b)
         }
 
-        /// NV_DefineSpace under the owner hierarchy (empty owner password), empty index auth.
+        /// NV_DefineSpace under the owner hierarchy, authorized by `ownerAuth` (the owner
+        /// password; empty while none is set), with an empty index auth.
         public static func nvDefineSpace(_ b: inout MutableSpan<UInt8>, _ index: UInt32, attributes: UInt32,
-                                         dataSize: UInt16) throws(TPMError) -> Int {
+                                         dataSize: UInt16, ownerAuth: Span<UInt8>) throws(TPMError) -> Int {
             var w = Writer()
             try w.header(&b, tagSessions, .nvDefineSpace)
             try w.u32(&b, ownerHierarchy)
-            try w.emptyPasswordAuth(&b)
+            try w.passwordAuth(&b, ownerAuth)
             try w.u16(&b, 0)          // auth: TPM2B_AUTH, empty
             try w.u16(&b, 14)         // TPM2B_NV_PUBLIC size
             try w.u32(&b, index)
@@ -202,12 +218,13 @@ public enum TPM2 {
             return w.finish(&b)
         }
 
-        public static func nvUndefineSpace(_ b: inout MutableSpan<UInt8>, _ index: UInt32) throws(TPMError) -> Int {
+        public static func nvUndefineSpace(_ b: inout MutableSpan<UInt8>, _ index: UInt32,
+                                           ownerAuth: Span<UInt8>) throws(TPMError) -> Int {
             var w = Writer()
             try w.header(&b, tagSessions, .nvUndefineSpace)
             try w.u32(&b, ownerHierarchy)
             try w.u32(&b, index)
-            try w.emptyPasswordAuth(&b)
+            try w.passwordAuth(&b, ownerAuth)
             return w.finish(&b)
         }
     }

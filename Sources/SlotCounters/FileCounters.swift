@@ -86,6 +86,10 @@ public final class FileCounters: RollbackCounters {
         return try withExtendedLifetime(fd) { () throws(CounterError) in try body() }
     }
 
+    public func useOwnerAuthorization(_ secret: [UInt8]) throws(CounterError) {
+        throw CounterError(.usage, "\(path): file counters have no owner authorization (it is for tpm: stores)")
+    }
+
     public func provision(locations: Int) throws(CounterError) -> String {
         guard locations >= 1, locations <= RollbackLimits.maxLocations else {
             throw CounterError(.usage, "counters provision: --locations must be 1...\(RollbackLimits.maxLocations)")

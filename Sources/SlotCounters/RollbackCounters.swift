@@ -37,6 +37,9 @@ public protocol RollbackCounters: AnyObject {
     func raise(location: UInt32, to value: UInt64) throws(CounterError)
     /// Creates the first `locations` counters (idempotent); returns what it did.
     func provision(locations: Int) throws(CounterError) -> String
+    /// The owner password `provision` authorizes its NV_DefineSpace with (TPM only; a
+    /// store without an owner refuses it as a usage error).
+    func useOwnerAuthorization(_ secret: [UInt8]) throws(CounterError)
 }
 
 public enum RollbackLimits {

@@ -21,6 +21,9 @@ public final class TPMCounters: RollbackCounters {
     /// simulator (or something anyone on the path could impersonate).
     public var hardwareBacked: Bool { transport is TPMDeviceTransport }
     private var bases: [UInt64]?
+    /// The owner hierarchy's password, for the NV_DefineSpace of provisioning only; empty
+    /// until `useOwnerAuthorization` gives one (boot and mark-successful never need it).
+    private var ownerAuth: [UInt8] = []
 
     init(transport: TPMTransport, spec: String) {
         self.transport = transport
@@ -40,7 +43,7 @@ public final class TPMCounters: RollbackCounters {
         case writeLock(UInt32)
     }
 
-    static func marshal(_ request: Request) throws(TPMError) -> [UInt8] {
+    static func marshal(_ request: Request, ownerAuth: [UInt8] = []) throws(TPMError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: 1024)
         var span = buffer.mutableSpan
         let length: Int
@@ -50,7 +53,7 @@ public final class TPMCounters: RollbackCounters {
         case .read(let index, let size): length = try TPM2.Build.nvRead(&span, index, size: size, offset: 0)
         case .increment(let index): length = try TPM2.Build.nvIncrement(&span, index)
         case .define(let index, let attributes, let size):
-            length = try TPM2.Build.nvDefineSpace(&span, index, attributes: attributes, dataSize: size)
+            length = try TPM2.Build.nvDefineSpace(&span, index, attributes: attributes, dataSize: size, ownerAuth: ownerAuth.span)
         case .write(let index, let data): length = try TPM2.Build.nvWrite(&span, index, data: data.span)
         case .writeLock(let index): length = try TPM2.Build.nvWriteLock(&span, index)
         }
@@ -59,13 +62,13 @@ public final class TPMCounters: RollbackCounters {
 
     private func run(_ what: String, _ request: Request) throws(CounterError) -> [UInt8] {
         let command: [UInt8]
-        do { command = try TPMCounters.marshal(request) } catch { throw CounterError(.internalError, "\(what): \(error.reason)") }
+        do { command = try TPMCounters.marshal(request, ownerAuth: ownerAuth) } catch { throw CounterError(.internalError, "\(what): \(error.reason)") }
         return try transport.transact(command)
     }
 
     private func fail(_ what: String, _ error: TPMError) -> CounterError {
         if case .responseCode(let code) = error {
-            return CounterError("TPM \(transport.name): \(what): response code 0x\(String(code, radix: 16))")
+            return CounterError("TPM \(transport.name): \(what): \(TPMCounters.describe(TPMResponseCode(code)))")
         }
         return CounterError("TPM \(transport.name): \(what): \(error.reason)")
     }
@@ -159,6 +162,27 @@ public final class TPMCounters: RollbackCounters {
         // Bound first: taking the span of a temporary inside `try` trips the 6.3 compiler.
         let bytes = try readBytes(index, size: 8)
         return TPM2.counterValue(bytes.span)
+    }
+
+    /// "TPM_RC_BAD_AUTH (0x9a2, session 1): the authorization value is wrong; ...".
+    static func describe(_ code: TPMResponseCode) -> String {
+        var text = "\(code.name) (0x\(String(code.raw, radix: 16))"
+        switch code.subject {
+        case .none: break
+        case .handle(let n): text += ", handle \(n)"
+        case .parameter(let n): text += ", parameter \(n)"
+        case .session(let n): text += ", session \(n)"
+        }
+        text += ")"
+        let hint = code.hint.description
+        return hint.isEmpty ? text : text + ": " + hint
+    }
+
+    public func useOwnerAuthorization(_ secret: [UInt8]) throws(CounterError) {
+        guard secret.count <= TPM2.maxPasswordSize else {
+            throw CounterError(.usage, "the owner authorization is \(secret.count) bytes; a TPM takes at most \(TPM2.maxPasswordSize)")
+        }
+        ownerAuth = secret
     }
 
     // MARK: RollbackCounters

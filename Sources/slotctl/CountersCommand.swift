@@ -61,18 +61,49 @@ extension Commands {
                 // explicit --locations asks a store to grow (and one that cannot says so).
                 locations = provisioned
             }
+            if let secret = try ownerAuthorization() {
+                do { try counters.useOwnerAuthorization(secret) } catch {
+                    throw CLIError(error.code, "counters provision: \(error.message)")
+                }
+            }
             do { text = try counters.provision(locations: locations) + "\n" } catch {
-                throw CLIError(error.code, "counters provision: \(error.message)")
+                let prefix = error.message.hasPrefix("counters provision:") ? "" : "counters provision: "
+                throw CLIError(error.code, prefix + error.message)
             }
             json.set("provisioned", text.trimmingNewline)
-        } else if line.flags["--locations"] != nil {
-            throw CLIError(.usage, "counters: --locations goes with 'provision'")
+        } else if let flag = ["--locations", "--owner-auth-file", "--owner-auth-fd"].first(where: { line.flags[$0] != nil }) {
+            throw CLIError(.usage, "counters: \(flag) goes with 'provision'")
         }
         let (summary, summaryText, failure) = countersSummary(counters)
         json.set("counters", summary)
         text += summaryText
         if let failure { throw CLIError(failure.code, failure.message, details: text) }
         return (.ok, text, json)
+    }
+}
+
+extension Commands {
+    /// The TPM owner password from --owner-auth-file or --owner-auth-fd, if either is
+    /// given (spec/rollback.md, "Owner authorization"); never from an argument itself.
+    func ownerAuthorization() throws(CLIError) -> [UInt8]? {
+        let file = line.flags["--owner-auth-file"], descriptor = line.flags["--owner-auth-fd"]
+        guard file == nil || descriptor == nil else {
+            throw CLIError(.usage, "counters provision: --owner-auth-file and --owner-auth-fd are two ways to give one password; give one")
+        }
+        var number: Int32? = nil
+        if let descriptor {
+            guard let parsed = Int32(descriptor), parsed >= 0 else {
+                throw CLIError(.usage, "--owner-auth-fd: '\(descriptor)' is not a descriptor number")
+            }
+            number = parsed
+        }
+        do throws(TrustError) {
+            if let file { return try SecretFiles.read(path: file) }
+            if let number { return try SecretFiles.read(descriptor: number) }
+        } catch {
+            throw CLIError(.usage, "counters provision: owner authorization: \(error.message)")
+        }
+        return nil
     }
 }
 

@@ -149,9 +149,14 @@ enum Grammar {
                         + "Example: curl -s URL | slotctl install -",
                     run: { (c) throws(CLIError) in try c.install() }),
         CommandSpec(name: "counters", arguments: "[provision]", positional: 0...1,
-                    options: [OptionSpec("--locations", "N", help: "with provision: how many locations (default 8)")],
+                    options: [OptionSpec("--locations", "N", help: "with provision: how many locations (default 8)"),
+                              OptionSpec("--owner-auth-file", "FILE", help: "with provision: the TPM owner password, "
+                                         + "from a file only its owner can read (mode 0600)"),
+                              OptionSpec("--owner-auth-fd", "N", help: "with provision: the TPM owner password, "
+                                         + "read from descriptor N (a pipe, or a 0600 file: 3<FILE)")],
                     summary: "show the rollback counters (provision: create them)",
-                    details: "Needs --counters or 'counters =' in the config.",
+                    details: "Needs --counters or 'counters =' in the config. The owner password is never taken "
+                        + "from the command line; boot and mark-successful never need it.",
                     run: { (c) throws(CLIError) in try c.countersCommand() }),
         CommandSpec(name: "sign", arguments: "PAYLOAD", positional: 1...1,
                     options: [OptionSpec("--key", "PEM", required: true, help: "the private key (ed25519, EC P-256, RSA 3072/4096)"),

@@ -1,4 +1,5 @@
 import Foundation
+import SlotCore
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -59,6 +60,11 @@ final class SoftwareTPM {
     deinit {
         stop()
         try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// True when tpm2_nvreadpublic finds no index at `index`.
+    func nvreadFails(_ index: UInt32) throws -> Bool {
+        try Tools.run("env", ["TPM2TOOLS_TCTI=\(tcti)", "tpm2_nvreadpublic", "0x" + String(index, radix: 16)]).status != 0
     }
 
     /// The raw 8-byte value tpm2_nvread reads from an index.
@@ -159,6 +165,52 @@ final class SoftwareTPM {
     }
 
     /// A provisioning cut short after the base record was defined finishes on the next run.
+    /// A TPM whose owner has a password (`tpm2_changeauth -c owner`), as the README tells
+    /// users to set: provisioning fails with the response code named and a hint, takes
+    /// the password from a 0600 file or an inherited descriptor (never an argument), and
+    /// boot and mark-successful still need no secret.
+    @Test func ownerAuthorizationFromAFileOrADescriptor() throws {
+        for way in ["file", "descriptor"] {
+            let tpm = try SoftwareTPM()
+            let device = try device(counters: tpm.spec)
+            defer { try? FileManager.default.removeItem(at: device.dir) }
+            try Tools.must("env", ["TPM2TOOLS_TCTI=\(tpm.tcti)", "tpm2_changeauth", "-c", "owner", "s3cret"])
+
+            var run = try device.slotctl(["counters", "provision", "--locations", "4"])
+            #expect(run.status == 28 && run.stderr.contains("TPM_RC_BAD_AUTH (0x9a2, session 1)")
+                    && run.stderr.contains("--owner-auth-file"), "\(run.stderr)")
+            let secret = device.dir.appendingPathComponent("owner-auth").path
+            let wrong = device.dir.appendingPathComponent("wrong-auth").path
+            try Data("s3cret\n".utf8).write(to: URL(fileURLWithPath: secret))
+            try Data("not-it".utf8).write(to: URL(fileURLWithPath: wrong))
+            chmod(wrong, 0o600)
+            // A secret others can read is refused before the TPM sees it.
+            chmod(secret, 0o640)
+            run = try device.slotctl(["counters", "provision", "--owner-auth-file", secret])
+            #expect(run.status == 64 && run.stderr.contains("mode 0640"), "\(run.stderr)")
+            chmod(secret, 0o600)
+            run = try device.slotctl(["counters", "provision", "--owner-auth-file", wrong])
+            #expect(run.status == 28 && run.stderr.contains("TPM_RC_BAD_AUTH"), "\(run.stderr)")
+            #expect(try tpm.nvreadFails(Self.baseRecord), "nothing was defined")
+
+            if way == "file" {
+                run = try device.slotctl(["counters", "provision", "--locations", "4", "--owner-auth-file", secret])
+            } else {
+                let command = ["'\(Tools.slotctl)'", "--disk", device.disk, "--keys", keys.keys, "--counters", tpm.spec,
+                               "--config", "/dev/null", "counters", "provision", "--locations", "4", "--owner-auth-fd", "3"]
+                run = try Tools.run("bash", ["-c", command.joined(separator: " ") + " 3< <(printf s3cret)"])
+            }
+            #expect(run.status == 0 && run.stdout.contains("provisioned 4 counters"), "\(way): \(run.stderr)")
+            #expect(try tpm.nvread(Self.baseRecord, size: 32).count == 4)
+
+            // The device's own path needs no secret: boot, confirm, raise the counter.
+            try device.install("a", index: 2, key: keys.privatePath("ed25519"))
+            #expect(try device.slotctl(["boot"]).stdout == "a\n")
+            run = try device.slotctl(["mark-successful"])
+            #expect(run.status == 0 && run.stdout.contains("raised from 0 to 2"), "\(run.stdout) \(run.stderr)")
+        }
+    }
+
     @Test func anInterruptedProvisioningCompletes() throws {
         let tpm = try SoftwareTPM()
         let define = try Tools.run("env", ["TPM2TOOLS_TCTI=\(tpm.tcti)", "tpm2_nvdefine", "0x1505cff", "-C", "o", "-s", "16",
@@ -217,5 +269,46 @@ final class SoftwareTPM {
         let status = try device.slotctl(["status"])
         #expect(status.stdout.contains("NOT hardware-backed"))
         #expect(try device.slotctl(["counters"]).stdout.contains("location 0: 4"))
+    }
+}
+
+/// TPMResponseCode against tpm2-tools' own decoder (tpm2_rc_decode): for format-one codes
+/// of handle, parameter and session numbers 1...7, and TPM 2.0 errors
+/// and warning number, the subject and the family agree; names the specification gives
+/// are checked for the codes slotctl meets most.
+@Suite struct TPMResponseCodeTests {
+    func decoded(_ code: UInt32) throws -> String {
+        try Tools.must("tpm2_rc_decode", ["0x" + String(code, radix: 16)]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func namesAndSubjectsAgreeWithTpm2RcDecode() throws {
+        #expect(TPMResponseCode(0x9A2).name.description == "TPM_RC_BAD_AUTH" && TPMResponseCode(0x9A2).subject == .session(1))
+        #expect(TPMResponseCode(0x98E).name.description == "TPM_RC_AUTH_FAIL")
+        #expect(TPMResponseCode(0x1C4).name.description == "TPM_RC_VALUE" && TPMResponseCode(0x1C4).subject == .parameter(1))
+        #expect(TPMResponseCode(0x28B).name.description == "TPM_RC_HANDLE" && TPMResponseCode(0x28B).subject == .handle(2))
+        #expect(TPMResponseCode(0x14C).name.description == "TPM_RC_NV_DEFINED")
+        #expect(TPMResponseCode(0x921).name.description == "TPM_RC_LOCKOUT" && TPMResponseCode(0x921).isWarning)
+        #expect(TPMResponseCode(0x101).name.description == "TPM_RC_FAILURE" && !TPMResponseCode(0x101).hint.description.isEmpty)
+        #expect(TPMResponseCode(0x9C4).subject == .parameter(9), "Part 2, table 16: P set, N is bits 11:8")
+        var codes: [UInt32] = []
+        for number: UInt32 in [0x04, 0x0B, 0x0E, 0x22] {
+            // Handles and sessions 1...7; parameters too: tpm2_rc_decode reads only three
+            // bits of a parameter number, where the specification gives four (below).
+            for position: UInt32 in 1...7 { codes += [0x80 | number | position << 8, 0x880 | number | position << 8] }
+            for position: UInt32 in 1...7 { codes.append(0xC0 | number | position << 8) }
+        }
+        codes += [0x100, 0x101, 0x143, 0x148, 0x14B, 0x14C, 0x908, 0x90A, 0x920, 0x921, 0x922, 0x923, 0x501, 0x003]
+        for code in codes {
+            let ours = TPMResponseCode(code), theirs = try decoded(code)
+            switch ours.subject {
+            case .handle(let n): #expect(theirs.hasPrefix("tpm:handle(\(n))"), "0x\(String(code, radix: 16)): \(theirs)")
+            case .parameter(let n): #expect(theirs.hasPrefix("tpm:parameter(\(n))"), "0x\(String(code, radix: 16)): \(theirs)")
+            case .session(let n): #expect(theirs.hasPrefix("tpm:session(\(n))"), "0x\(String(code, radix: 16)): \(theirs)")
+            case .none:
+                let family = ours.name.description == "TPM 1.2 code" ? "tpm:error(1.2)"
+                    : ours.isWarning ? "tpm:warn(2.0)" : "tpm:error(2.0)"
+                #expect(theirs.hasPrefix(family), "0x\(String(code, radix: 16)): \(theirs)")
+            }
+        }
     }
 }

@@ -191,6 +191,9 @@ public enum TableFixtures {
 /// in the middle of a raise), counting every step. Test-only: the real stores are
 /// tested against swtpm and the file system.
 public final class MemoryCounters: RollbackCounters {
+    public func useOwnerAuthorization(_ secret: [UInt8]) throws(CounterError) {
+        throw CounterError(.usage, "memory counters have no owner authorization")
+    }
     public var values: [UInt64]
     public var failAfterIncrements: Int?
     /// Every read fails, as an unreachable TPM.
