@@ -43,7 +43,7 @@ public final class TPMCounters: RollbackCounters {
         case writeLock(UInt32)
     }
 
-    static func marshal(_ request: Request, ownerAuth: [UInt8] = []) throws(TPMError) -> [UInt8] {
+    static func marshal(_ request: Request, ownerAuth: [UInt8]) throws(TPMError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: 1024)
         var span = buffer.mutableSpan
         let length: Int

@@ -272,7 +272,7 @@ public final class PublicKey: Key {
     /// key, and any PEM that reader does not take, goes through PEM_read_bio_PUBKEY.
     public init(pem: [UInt8], path: String) throws(CryptoError) {
         prepareOpenSSL()
-        if Key.pemBlockCount(pem) == 1, let der = PEMPublicKey.der(pem), let raw = PEMPublicKey.ed25519Key(der),
+        if let der = PEMPublicKey.der(pem), let raw = PEMPublicKey.ed25519Key(der),
            let pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, raw, raw.count) {
             // The DER is canonical (a fixed prefix and the key), so its digest is the id
             // i2d_PUBKEY's encoding would give.

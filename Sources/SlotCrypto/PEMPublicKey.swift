@@ -1,3 +1,5 @@
+import SlotStorage
+
 /// The cheap way into a trusted Ed25519 key: the PEM block decoded here and the 32-byte
 /// key handed to EVP_PKEY_new_raw_public_key, instead of OpenSSL 3's decoder machinery
 /// (PEM_read_bio_PUBKEY looks up and runs a chain of provider decoders, and i2d_PUBKEY an
@@ -10,31 +12,27 @@ enum PEMPublicKey {
     static let ed25519Prefix: [UInt8] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]
 
     /// The DER inside the one `PUBLIC KEY` block of `pem`, or nil for anything else: no
-    /// such block, a header line, a character that is not base64, text after the end.
+    /// such block, another PEM block before it, a header line, a character that is not
+    /// base64, text after the end. (Another block is OpenSSL's to refuse, as more than one
+    /// key in a file is.)
     static func der(_ pem: [UInt8]) -> [UInt8]? {
-        let begin = Array("-----BEGIN PUBLIC KEY-----".utf8), end = Array("-----END PUBLIC KEY-----".utf8)
-        var inside = false, done = false
+        enum Place { case before, inside, after }
+        var place = Place.before
         var base64: [UInt8] = []
-        var start = 0
-        while start < pem.count {
-            var stop = start
-            while stop < pem.count && pem[stop] != UInt8(ascii: "\n") { stop += 1 }
-            var line = pem[start..<stop]
-            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-            start = stop + 1
-            if done {
-                guard line.isEmpty else { return nil }
-            } else if !inside {
+        for line in SmallFiles.lines(String(decoding: pem, as: UTF8.self)) {
+            switch place {
+            case .before:
                 // OpenSSL skips text before the block; so does this.
-                if line.elementsEqual(begin) { inside = true }
-            } else if line.elementsEqual(end) {
-                done = true
-            } else {
-                guard line.allSatisfy(isBase64) else { return nil }
-                base64 += line
+                if line == "-----BEGIN PUBLIC KEY-----" { place = .inside } else if line.hasPrefix("-----BEGIN ") { return nil }
+            case .inside:
+                if line == "-----END PUBLIC KEY-----" { place = .after; continue }
+                guard line.utf8.allSatisfy(isBase64) else { return nil }
+                base64 += line.utf8
+            case .after:
+                return nil
             }
         }
-        return done ? decodeBase64(base64) : nil
+        return place == .after ? decodeBase64(base64) : nil
     }
 
     /// The raw 32-byte key when `der` is an Ed25519 SubjectPublicKeyInfo.

@@ -36,7 +36,7 @@ public enum SecretFiles {
         do { info = try fd.status() } catch { throw TrustError("\(shown): cannot stat: \(error)") }
         let type = info.st_mode & mode_t(S_IFMT)
         if type == mode_t(S_IFREG) {
-            if let reason = judge(mode: info.st_mode, owner: info.st_uid, user: geteuid()) {
+            if let reason = judge(mode: info.st_mode, owner: info.st_uid, device: info.st_rdev, user: geteuid()) {
                 throw TrustError("\(shown): refused: \(reason) (spec/rollback.md)")
             }
         } else if requireFile || (type != mode_t(S_IFIFO) && type != mode_t(S_IFSOCK)) {
@@ -51,11 +51,11 @@ public enum SecretFiles {
         return secret
     }
 
-    /// Why a secret file with this mode and owner may not be used, or nil.
-    public static func judge(mode: mode_t, owner: uid_t, user: uid_t) -> String? {
-        guard owner == 0 || owner == user else {
-            return "owned by uid \(owner), neither root nor the user slotctl runs as (uid \(user))"
-        }
+    /// Why a secret file with this mode and owner may not be used, or nil: the rule for
+    /// trusted files (owner, type, not writable by others), and no access at all for
+    /// group or others, since here reading is what matters.
+    public static func judge(mode: mode_t, owner: uid_t, device: dev_t, user: uid_t) -> String? {
+        if let reason = TrustedFiles.judge(mode: mode, owner: owner, device: device, kind: .file, user: user) { return reason }
         guard mode & 0o077 == 0 else {
             return "readable or writable by group or others (mode 0\(String(mode & 0o7777, radix: 8)); chmod 600 it)"
         }

@@ -65,12 +65,15 @@ import Testing
                                                    with: "-----BEGIN PUBLIC KEY-----\nComment: x\n\n")
         let truncated = text.replacingOccurrences(of: "-----END PUBLIC KEY-----\n", with: "")
         let trailing = text + "junk\n"
-        for bad in [badCharacter, withHeader, truncated, trailing] {
+        let other = try String(contentsOfFile: KeySet.shared.publicPath("other"), encoding: .utf8)
+        let twoKeys = other + text
+        for bad in [badCharacter, withHeader, truncated, trailing, twoKeys] {
             #expect(PEMPublicKey.der(Array(bad.utf8)) == nil, "\(bad.debugDescription)")
         }
         // Neither reader takes a broken body or a block that never ends.
         #expect(throws: CryptoError.self) { try PublicKey(pem: Array(badCharacter.utf8), path: "bad") }
         #expect(throws: CryptoError.self) { try PublicKey(pem: Array(truncated.utf8), path: "truncated") }
+        #expect(throws: CryptoError.self) { try PublicKey(pem: Array(twoKeys.utf8), path: "two keys") }
         // A P-256 key is not mistaken for Ed25519, even with an Ed25519-sized body.
         let p256 = try Self.derOf(KeySet.shared.publicPath("p256"))
         #expect(PEMPublicKey.ed25519Key(p256) == nil)
