@@ -4,12 +4,15 @@
 // (dladdr): libcrypto, the program itself, or anything else (libc, libblkid, the loader).
 // At exit one line is appended to $MALLOC_COUNT_OUT:
 //   total N libcrypto N program N other N
+// A forked child (slotctl's I/O watchdog worker) starts its counts at zero, so that the
+// lines of both processes add up to the allocations made, each counted once.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <pthread.h>
 
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
@@ -35,7 +38,10 @@ static void count(void *caller) {
     inside = 0;
 }
 
+static void forked_child(void) { total = crypto = program = other = 0; }
+
 __attribute__((constructor)) static void start(void) {
+    pthread_atfork(NULL, NULL, forked_child);
     Dl_info info;
     inside = 1;
     if (dladdr((void *)getauxval(AT_PHDR), &info)) program_base = info.dli_fbase;

@@ -22,18 +22,63 @@ public final class FileCounters: RollbackCounters {
         let contents: [UInt8]?
         do { contents = try SmallFiles.read(path, limit: 4095) } catch { throw CounterError(error.description) }
         guard let contents else { return nil }
-        let lines = SmallFiles.lines(String(decoding: contents, as: UTF8.self))
-        guard lines.first == "slotctl-counters 1" else { throw CounterError("\(path): not a slotctl counter file") }
+        return try FileCounters.parse(contents, path: path)
+    }
+
+    /// The file's values, read byte by byte (boot reads this file at every decision, so no
+    /// line or field becomes a String). Lines end in LF or CRLF; empty lines are skipped;
+    /// fields are decimal digits separated by spaces.
+    static func parse(_ bytes: [UInt8], path: String) throws(CounterError) -> [UInt64] {
         var values: [UInt64] = []
-        for (n, line) in lines.dropFirst().enumerated() {
-            let fields = line.split(separator: " ")
-            guard fields.count == 2, Int(fields[0]) == n, let value = UInt64(fields[1]),
-                  n < RollbackLimits.maxLocations else {
+        values.reserveCapacity(16)
+        var lineStart = 0, nonEmptyLines = 0
+        while lineStart < bytes.count {
+            var lineEnd = lineStart
+            while lineEnd < bytes.count && bytes[lineEnd] != 0x0A { lineEnd += 1 }
+            var contentEnd = lineEnd
+            if contentEnd > lineStart && bytes[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            let line = bytes[lineStart..<contentEnd]
+            lineStart = lineEnd + 1
+            if line.isEmpty { continue }
+            defer { nonEmptyLines += 1 }
+            if nonEmptyLines == 0 {
+                guard line.elementsEqual("slotctl-counters 1".utf8) else { throw CounterError("\(path): not a slotctl counter file") }
+                continue
+            }
+            let n = nonEmptyLines - 1
+            guard let (location, value) = locationAndValue(line), location == UInt64(n), n < RollbackLimits.maxLocations else {
                 throw CounterError("\(path): line \(n + 2) is not 'LOCATION VALUE' in order")
             }
             values.append(value)
         }
+        guard nonEmptyLines > 0 else { throw CounterError("\(path): not a slotctl counter file") }
         return values
+    }
+
+    /// `L V`: exactly two space-separated decimal numbers, each fitting in 64 bits.
+    private static func locationAndValue(_ line: ArraySlice<UInt8>) -> (UInt64, UInt64)? {
+        var numbers: (UInt64, UInt64) = (0, 0)
+        var count = 0, i = line.startIndex
+        while i < line.endIndex {
+            if line[i] == 0x20 { i += 1; continue }
+            var value: UInt64 = 0
+            while i < line.endIndex && line[i] != 0x20 {
+                let digit = line[i] &- 0x30
+                guard digit < 10 else { return nil }
+                let (tens, over) = value.multipliedReportingOverflow(by: 10)
+                let (sum, carry) = tens.addingReportingOverflow(UInt64(digit))
+                guard !over && !carry else { return nil }
+                value = sum
+                i += 1
+            }
+            count += 1
+            switch count {
+            case 1: numbers.0 = value
+            case 2: numbers.1 = value
+            default: return nil
+            }
+        }
+        return count == 2 ? numbers : nil
     }
 
     func store(_ values: [UInt64]) throws(CounterError) {

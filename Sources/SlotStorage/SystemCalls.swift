@@ -48,7 +48,9 @@ public final class FileDescriptor: Sendable {
     public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0,
                             in directory: Int32 = AT_FDCWD) throws(Errno) -> FileDescriptor {
         while true {
-            let fd = slotctl_openat(directory, path, flags, mode)
+            // withCString: a native String lends its own NUL-terminated bytes (an implicit
+            // conversion would copy them into a new array first).
+            let fd = path.withCString { slotctl_openat(directory, $0, flags, mode) }
             if fd >= 0 { return FileDescriptor(adopting: fd) }
             if slotctl_errno() != EINTR { throw .current }
         }

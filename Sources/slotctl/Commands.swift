@@ -25,8 +25,9 @@ struct Commands {
         guard let command = Grammar.command(name) else {
             throw CLIError(.usage, "unknown command '\(name)' (see slotctl --help)")
         }
-        let own = Set(command.options.map { $0.name })
-        for flag in line.flags.keys.sorted() + line.switches.sorted() where !own.contains(flag) {
+        func own(_ flag: String) -> Bool { command.options.contains { $0.name == flag } }
+        if !line.flags.keys.allSatisfy(own) || !line.switches.allSatisfy(own) {
+            let flag = (line.flags.keys.sorted() + line.switches.sorted()).first { !own($0) } ?? ""
             throw CLIError(.usage, "\(name) does not take \(flag) (usage: slotctl \(command.usage))")
         }
         guard command.positional.contains(line.positional.count) else {

@@ -48,6 +48,7 @@ func runCommand(_ arguments: [String]) -> Never {
         if line.command == nil { emit(Grammar.usage + "\n", to: 2) }
         let settings = try line.settings()
         json = settings.json
+        JSONObject.assembling = json
         // The disk commands run under the I/O watchdog (spec/locking.md); sign and version
         // touch no slot disk. A stream install's input is relayed, so a stalled worker
         // never holds the OTA client's pipe.

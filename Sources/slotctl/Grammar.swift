@@ -90,31 +90,41 @@ enum Grammar {
 
     static let commands: [CommandSpec] = [
         CommandSpec(name: "status", arguments: "", positional: 0...0,
-                    options: [OptionSpec("--full", help: "re-hash every payload and verity tree (default: signatures and "
-                                         + "verity tree tops only)")],
+                    options: [OptionSpec("--full", help: """
+                        re-hash every payload and verity tree (default: signatures and \
+                        verity tree tops only)
+                        """)],
                     summary: "the table copies, each slot's state and image, the counters",
-                    details: "Reads only: a copy needing repair or a state needing normalization is reported, not written.\n"
-                        + "Each image's footer, key and signature are checked; its payload only with --full.",
+                    details: """
+                        Reads only: a copy needing repair or a state needing normalization is reported, not written.\n\
+                        Each image's footer, key and signature are checked; its payload only with --full.
+                        """,
                     run: { (c) throws(CLIError) in try c.status() }),
         CommandSpec(name: "current", arguments: "", positional: 0...0, options: [],
                     summary: "the booted slot and its image's version, cheaply (no hashing)",
-                    details: "From the booted record (or slotctl.slot=), the table and the image's descriptor; "
-                        + "boot verified the image. Exit 64: no booted slot is known.",
+                    details: """
+                        From the booted record (or slotctl.slot=), the table and the image's descriptor; \
+                        boot verified the image. Exit 64: no booted slot is known.
+                        """,
                     run: { (c) throws(CLIError) in try c.current() }),
         CommandSpec(name: "boot", arguments: "", positional: 0...0,
                     options: [OptionSpec("--dry-run", help: "choose and verify, write nothing"),
                               OptionSpec("--shell", help: "print NAME='value' lines for the initramfs hook")],
                     summary: "choose a slot, spend one try, verify it; print its name",
-                    details: "A slot that fails verification is marked unbootable and the next is tried.\n"
-                        + "Exit 50: no slot is bootable (the hook goes to recovery).",
+                    details: """
+                        A slot that fails verification is marked unbootable and the next is tried.\n\
+                        Exit 50: no slot is bootable (the hook goes to recovery).
+                        """,
                     run: { (c) throws(CLIError) in try c.boot() }),
         CommandSpec(name: "mark-successful", arguments: "[SLOT]", positional: 0...1, options: [],
                     summary: "confirm a slot (default: the booted one) and raise its rollback counter",
                     details: "Run after the post-boot health checks passed. Exit 51: the slot is not bootable.",
                     run: { (c) throws(CLIError) in try c.mark(successful: true) }),
         CommandSpec(name: "mark-failed", arguments: "[SLOT]", positional: 0...1,
-                    options: [OptionSpec("--by", "WHO", help: "who marks it, for status's why (default operator; "
-                                         + "the confirm script says confirm, the RAUC backend rauc)"),
+                    options: [OptionSpec("--by", "WHO", help: """
+                        who marks it, for status's why (default operator; \
+                        the confirm script says confirm, the RAUC backend rauc)
+                        """),
                               OptionSpec("--reason", "TEXT", help: "why, for status (default none)")],
                     summary: "make a slot unbootable (default: the booted one); exits 40",
                     details: "Run when the post-boot health checks failed: the next boot falls back.",
@@ -129,8 +139,10 @@ enum Grammar {
                               OptionSpec("--slot-size", "BYTES", help: "size of each slot (default 16M)"),
                               OptionSpec("--name", "PREFIX", help: "partition names PREFIX_a, PREFIX_b, ... (default root)"),
                               OptionSpec("--force", help: "replace a table, file system or signature the disk holds"),
-                              OptionSpec("--state", help: "add a 1 MiB state partition after the slots, where slotctl records "
-                                         + "why each slot stopped being bootable")],
+                              OptionSpec("--state", help: """
+                                  add a 1 MiB state partition after the slots, where slotctl records \
+                                  why each slot stopped being bootable
+                                  """)],
                     summary: "write a fresh GPT with unbootable slots",
                     details: "Refuses (65) a disk that holds anything, naming what it found, unless --force.",
                     run: { (c) throws(CLIError) in try c.format() }),
@@ -142,21 +154,31 @@ enum Grammar {
         CommandSpec(name: "install", arguments: "IMAGE|-", positional: 1...1,
                     options: [OptionSpec("--slot", "SLOT", help: "the target (default: the slot not running, of two)"), tries,
                               OptionSpec("--stream-timeout", "SECONDS", help: "give up on a stream silent this long (default 30)"),
-                              OptionSpec("--progress", "auto|text|json|none", help: "progress on stderr (default auto: text "
-                                         + "on a terminal, else none; json: a line per step and per tenth)")],
+                              OptionSpec("--progress", "auto|text|json|none", help: """
+                                  progress on stderr (default auto: text \
+                                  on a terminal, else none; json: a line per step and per tenth)
+                                  """)],
                     summary: "verify an image, write it to the inactive slot, read it back, activate it",
-                    details: "IMAGE - (or a FIFO or pipe) is read as a stream made by sign --stream.\n"
-                        + "Example: curl -s URL | slotctl install -",
+                    details: """
+                        IMAGE - (or a FIFO or pipe) is read as a stream made by sign --stream.\n\
+                        Example: curl -s URL | slotctl install -
+                        """,
                     run: { (c) throws(CLIError) in try c.install() }),
         CommandSpec(name: "counters", arguments: "[provision]", positional: 0...1,
                     options: [OptionSpec("--locations", "N", help: "with provision: how many locations (default 8)"),
-                              OptionSpec("--owner-auth-file", "FILE", help: "with provision: the TPM owner password, "
-                                         + "from a file only its owner can read (mode 0600)"),
-                              OptionSpec("--owner-auth-fd", "N", help: "with provision: the TPM owner password, "
-                                         + "read from descriptor N (a pipe, or a 0600 file: 3<FILE)")],
+                              OptionSpec("--owner-auth-file", "FILE", help: """
+                                  with provision: the TPM owner password, \
+                                  from a file only its owner can read (mode 0600)
+                                  """),
+                              OptionSpec("--owner-auth-fd", "N", help: """
+                                  with provision: the TPM owner password, \
+                                  read from descriptor N (a pipe, or a 0600 file: 3<FILE)
+                                  """)],
                     summary: "show the rollback counters (provision: create them)",
-                    details: "Needs --counters or 'counters =' in the config. The owner password is never taken "
-                        + "from the command line; boot and mark-successful never need it.",
+                    details: """
+                        Needs --counters or 'counters =' in the config. The owner password is never taken \
+                        from the command line; boot and mark-successful never need it.
+                        """,
                     run: { (c) throws(CLIError) in try c.countersCommand() }),
         CommandSpec(name: "sign", arguments: "PAYLOAD", positional: 1...1,
                     options: [OptionSpec("--key", "PEM", required: true, help: "the private key (ed25519, EC P-256, RSA 3072/4096)"),
@@ -181,10 +203,16 @@ enum Grammar {
 
     static func global(_ name: String) -> GlobalOptionSpec? { globalOptions.first { $0.option.name == name } }
 
-    /// Command options that take a value, and switches, over all commands: the parser
-    /// accepts them anywhere and the command then checks they are its own.
-    static let valued: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value != nil }.map { $0.name } })
-    static let switches: Set<String> = Set(commands.flatMap { $0.options.filter { $0.value == nil }.map { $0.name } })
+    /// Whether `name` is some command's option that takes a value (true) or a switch
+    /// (false); nil if no command has it. The parser accepts command options anywhere and
+    /// the command then checks they are its own. A scan, not a set built at start-up: the
+    /// boot path parses a handful of words.
+    static func commandOptionTakesValue(_ name: String) -> Bool? {
+        for command in commands {
+            for option in command.options where option.name == name { return option.value != nil }
+        }
+        return nil
+    }
 
     static let exitCodes = "exit codes: 0 ok; 10-11 download failed; 20-29 verification failed; 30-34 install failed; "
         + "40 marked failed; 50-51 no bootable slot; 60-63 slot table unusable; 64 usage; 65 write refused; "

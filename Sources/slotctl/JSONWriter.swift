@@ -1,19 +1,31 @@
 /// The one hand-written JSON encoder: builds a single object in key order with correct
 /// string escaping. Output shapes are documented in spec/json.md.
+///
+/// A command's result object is only assembled when `--json` asked for it: the CLI sets
+/// `assembling` from the settings before the command runs, and while it is off every `set`
+/// is a no-op; a caller whose values cost something to compute checks `assembling` first. `--progress json` lines are always assembled (`always: true`).
 struct JSONObject {
+    nonisolated(unsafe) static var assembling = true
+    private let active: Bool
     private var fields: [String] = []
 
-    mutating func set(_ key: String, _ value: String) { fields.append("\(quote(key)):\(quote(value))") }
-    mutating func set(_ key: String, _ value: Int) { fields.append("\(quote(key)):\(value)") }
-    mutating func set(_ key: String, _ value: UInt64) { fields.append("\(quote(key)):\(value)") }
-    mutating func set(_ key: String, _ value: Bool) { fields.append("\(quote(key)):\(value)") }
-    mutating func setNull(_ key: String) { fields.append("\(quote(key)):null") }
-    mutating func set(_ key: String, _ value: JSONObject) { fields.append("\(quote(key)):\(value.text)") }
+    init(always: Bool = false) { active = always || JSONObject.assembling }
+
+    mutating func set(_ key: String, _ value: String) {
+        if active { fields.append("\(quote(key)):\(quote(value))") }
+    }
+    mutating func set(_ key: String, _ value: Int) { if active { fields.append("\(quote(key)):\(value)") } }
+    mutating func set(_ key: String, _ value: UInt64) { if active { fields.append("\(quote(key)):\(value)") } }
+    mutating func set(_ key: String, _ value: Bool) { if active { fields.append("\(quote(key)):\(value)") } }
+    mutating func setNull(_ key: String) { if active { fields.append("\(quote(key)):null") } }
+    mutating func set(_ key: String, _ value: JSONObject) {
+        if active { fields.append("\(quote(key)):\(value.text)") }
+    }
     mutating func set(_ key: String, _ values: [JSONObject]) {
-        fields.append("\(quote(key)):[\(values.map { $0.text }.joined(separator: ","))]")
+        if active { fields.append("\(quote(key)):[\(values.map { $0.text }.joined(separator: ","))]") }
     }
     mutating func set(_ key: String, strings values: [String]) {
-        fields.append("\(quote(key)):[\(values.map(quote).joined(separator: ","))]")
+        if active { fields.append("\(quote(key)):[\(values.map(quote).joined(separator: ","))]") }
     }
 
     var text: String { "{\(fields.joined(separator: ","))}" }

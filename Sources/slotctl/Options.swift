@@ -6,11 +6,12 @@ struct Invocation {
     var command: String?
     var positional: [String] = []
     var flags: [String: String] = [:]
-    var switches: Set<String> = []
+    var switches: [String] = []
     var configPath = "/etc/slotctl.conf"
     var configGiven = false
     var overrides = Settings()
-    var given: Set<String> = []
+    /// The global options given on the command line (they win over the config file).
+    var given: [String] = []
 
     /// Whether --help (or -h) was given: help for the command, or the usage.
     var helpRequested = false
@@ -43,7 +44,7 @@ struct Invocation {
                 if global.option.value != nil {
                     if let inline { v = inline } else { v = try value(name) }
                 }
-                line.given.insert(name)
+                if !line.given.contains(name) { line.given.append(name) }
                 try global.apply(&line, v)
             } else if name == "--help" || name == "-h" {
                 line.helpRequested = true
@@ -55,10 +56,14 @@ struct Invocation {
                     + "slotctl's own version); --version S still works after sign")
             } else if name == "--version" {
                 line.versionRequested = true
-            } else if Grammar.valued.contains(name) {
-                if let inline { line.flags[name] = inline } else { line.flags[name] = try value(name) }
-            } else if Grammar.switches.contains(name) {
-                line.switches.insert(name)
+            } else if let takesValue = Grammar.commandOptionTakesValue(name) {
+                if !takesValue {
+                    if !line.switches.contains(name) { line.switches.append(name) }
+                } else if let inline {
+                    line.flags[name] = inline
+                } else {
+                    line.flags[name] = try value(name)
+                }
             } else if arg.hasPrefix("-") && arg != "-" {
                 throw CLIError(.usage, "unknown option \(arg) (see slotctl --help)")
             } else if line.command == nil {

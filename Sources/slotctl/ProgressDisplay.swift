@@ -50,7 +50,7 @@ final class ProgressDisplay {
         let tenth = total == 0 ? 0 : done * 10 / total
         guard starting || finished || (tenth > lastTenth && done < total) else { return }
         lastTenth = tenth
-        var o = JSONObject()
+        var o = JSONObject(always: true)
         o.set("schema_version", BuildInfo.schemaVersion)
         o.set("progress", step.name)
         o.set("slot", slot)

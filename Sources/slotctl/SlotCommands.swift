@@ -35,46 +35,51 @@ extension Commands {
             }
         }
         let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
-        var json = Render.slotJSON(slot, report.table)
-        json.set("slot", name)
-        json.set("dry_run", dryRun)
-        json.set("consumed_try", report.consumedTry)
-        json.set("wrote", report.wrote)
-        json.set("device", device)
-        json.set("offset", report.table.byteOffset(slot))
-        json.set("size", report.table.byteSize(slot))
-        json.set("verification", settings.verification.rawValue)
-        // What booted, as the verifier proved it (null without signature checks).
-        if let d = report.descriptor {
-            json.set("version", d.versionText)
-            json.set("key_id", (0..<32).map { d.keyID[$0] }.hexText)
-            json.set("rollback_index", d.rollbackIndex)
-        } else {
-            json.setNull("version")
-            json.setNull("key_id")
-            json.setNull("rollback_index")
-        }
         // The descriptor the verifier proved, never a second read of the disk (spec/security.md).
         let verified = verifies ? report.descriptor : nil
-        if let descriptor = verified, descriptor.hasVerity {
-            json.set("verity", Render.verityJSON(descriptor, device: device))
-        } else {
-            json.setNull("verity")
-        }
-        func verdicts(_ items: [(letter: UInt8, code: StatusCode, reason: String)]) -> [JSONObject] {
-            items.map { item in
-                var o = JSONObject()
-                o.set("slot", BootControl.letterText(item.letter))
-                o.set("code", Int(item.code.rawValue))
-                o.set("status", item.code.name.description)
-                o.set("reason", item.reason)
-                return o
+        // The --json result; not assembled at all otherwise (the boot path prints one word).
+        func result() -> JSONObject {
+            var json = Render.slotJSON(slot, report.table)
+            json.set("slot", name)
+            json.set("dry_run", dryRun)
+            json.set("consumed_try", report.consumedTry)
+            json.set("wrote", report.wrote)
+            json.set("device", device)
+            json.set("offset", report.table.byteOffset(slot))
+            json.set("size", report.table.byteSize(slot))
+            json.set("verification", settings.verification.rawValue)
+            // What booted, as the verifier proved it (null without signature checks).
+            if let d = report.descriptor {
+                json.set("version", d.versionText)
+                json.set("key_id", (0..<32).map { d.keyID[$0] }.hexText)
+                json.set("rollback_index", d.rollbackIndex)
+            } else {
+                json.setNull("version")
+                json.setNull("key_id")
+                json.setNull("rollback_index")
             }
+            if let descriptor = verified, descriptor.hasVerity {
+                json.set("verity", Render.verityJSON(descriptor, device: device))
+            } else {
+                json.setNull("verity")
+            }
+            func verdicts(_ items: [(letter: UInt8, code: StatusCode, reason: String)]) -> [JSONObject] {
+                items.map { item in
+                    var o = JSONObject()
+                    o.set("slot", BootControl.letterText(item.letter))
+                    o.set("code", Int(item.code.rawValue))
+                    o.set("status", item.code.name.description)
+                    o.set("reason", item.reason)
+                    return o
+                }
+            }
+            json.set("rejected", verdicts(report.rejected))
+            json.set("exhausted", strings: report.exhausted.map(BootControl.letterText))
+            json.set("unreadable", verdicts(report.unreadable))
+            json.set("warnings", strings: warnings)
+            return json
         }
-        json.set("rejected", verdicts(report.rejected))
-        json.set("exhausted", strings: report.exhausted.map(BootControl.letterText))
-        json.set("unreadable", verdicts(report.unreadable))
-        json.set("warnings", strings: warnings)
+        let json = JSONObject.assembling ? result() : JSONObject()
         guard line.switches.contains("--shell") else { return (.ok, name + "\n", json) }
         return (.ok, Render.bootShell(slot, report.table, device: device, verified: verified,
                                       verification: settings.verification.rawValue), json)

@@ -1,4 +1,5 @@
 import Testing
+import Glibc
 import SlotCore
 import SlotCounters
 import SlotFlows
@@ -184,6 +185,54 @@ let a = UInt8(ascii: "a"), b = UInt8(ascii: "b")
                     #expect(counters.values[location] >= highest[location], "seed \(seed): counter decreased")
                     highest[location] = counters.values[location]
                 }
+            }
+        }
+    }
+}
+
+/// The development counter file, read byte by byte (FileCounters.parse): what it accepts
+/// and what it refuses, through the public `openCounters`, on real files.
+@Suite struct CounterFileFormatTests {
+    func counters(_ text: String) throws -> (RollbackCounters, String) {
+        let path = "/tmp/slotctl-counterfile-\(getpid())-\(text.utf8.count)-\(text.hashValue & 0xffff)"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        #expect(fd >= 0)
+        _ = Array(text.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        return (try openCounters("file:" + path), path)
+    }
+
+    @Test func wellFormedFilesAreRead() throws {
+        for text in ["slotctl-counters 1\n0 7\n1 18446744073709551615\n",
+                     "slotctl-counters 1\r\n0 7\r\n1 18446744073709551615\r\n",
+                     "\nslotctl-counters 1\n\n0  7 \n\n1 18446744073709551615"] {
+            let (counters, path) = try counters(text)
+            defer { unlink(path) }
+            #expect(try counters.provisionedLocations() == 2)
+            #expect(try counters.read(location: 0) == 7)
+            #expect(try counters.read(location: 1) == UInt64.max)
+        }
+    }
+
+    @Test func malformedFilesAreRefusedWithTheLine() throws {
+        let cases: [(String, String)] = [
+            ("", "not a slotctl counter file"),
+            ("slotctl-counters 2\n0 1\n", "not a slotctl counter file"),
+            ("slotctl-counters 1\n1 5\n", "line 2 is not 'LOCATION VALUE' in order"),
+            ("slotctl-counters 1\n0 5\n0 6\n", "line 3 is not 'LOCATION VALUE' in order"),
+            ("slotctl-counters 1\n0 5 6\n", "line 2 is not"),
+            ("slotctl-counters 1\n0\n", "line 2 is not"),
+            ("slotctl-counters 1\n0 -5\n", "line 2 is not"),
+            ("slotctl-counters 1\n0 18446744073709551616\n", "line 2 is not"),
+            ("slotctl-counters 1\n0 5\r7\n", "line 2 is not"),
+            ("slotctl-counters 1\n0\t5\n", "line 2 is not"),
+        ]
+        for (text, expected) in cases {
+            let (counters, path) = try counters(text)
+            defer { unlink(path) }
+            #expect(throws: CounterError.self) { _ = try counters.read(location: 0) }
+            do { _ = try counters.read(location: 0) } catch {
+                #expect(error.message.contains(expected), "\(text.debugDescription): \(error.message)")
             }
         }
     }
