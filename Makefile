@@ -59,9 +59,10 @@ test-packaging: deps-qemu
 # Boots Debian's kernel under QEMU (TCG) through the update story, once for each
 # initramfs packaging/ supports: mkinitramfs with the initramfs-tools hook (ten boots),
 # dracut with the 90slotctl module in its systemd mode and in its shell mode (seven boots
-# each). Tests/qemu/boot-test.sh; about 7.5 minutes here. Console logs stay in
-# .build/qemu-test/<initramfs>/logs.
-QEMU_INITRAMFS = initramfs-tools dracut dracut-shell
+# each), and the kexec boot (spec/kexec.md: the initramfs-tools one as stage-0, each
+# slot's own kernel started from its verified root; seven boots). Tests/qemu/boot-test.sh;
+# about 11 minutes here. Console logs stay in .build/qemu-test/<initramfs>/logs.
+QEMU_INITRAMFS = initramfs-tools dracut dracut-shell kexec
 test-qemu: deps deps-qemu embedded
 	@failed=""; for i in $(QEMU_INITRAMFS); do bash Tests/qemu/boot-test.sh $$i || failed="$$failed $$i"; done; \
 	  if [ -n "$$failed" ]; then echo "test-qemu failed:$$failed"; exit 1; fi

@@ -22,6 +22,7 @@ public enum StatusCode: UInt8, Sendable {
     case postcheckFailed = 40
     case noBootableSlot = 50
     case slotNotBootable = 51
+    case kernelUnusable = 52
     case tableUnusable = 60
     case ioError = 61
     case noSlots = 62
@@ -54,6 +55,7 @@ public enum StatusCode: UInt8, Sendable {
         case .postcheckFailed: "postcheck_failed"
         case .noBootableSlot: "no_bootable_slot"
         case .slotNotBootable: "slot_not_bootable"
+        case .kernelUnusable: "kernel_unusable"
         case .tableUnusable: "table_unusable"
         case .ioError: "io_error"
         case .noSlots: "no_slots"

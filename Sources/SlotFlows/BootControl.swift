@@ -130,6 +130,34 @@ public enum BootControl {
         throw FlowError(.noBootableSlot, message + unrecorded)
     }
 
+    /// `boot --chosen SLOT`: the second stage of a kexec boot (spec/kexec.md). A stage-0
+    /// initramfs ran `boot`, which chose `letter`, spent its try and verified it, then
+    /// started the slot's own kernel; that kernel's initramfs calls this to verify the same
+    /// slot again before it mounts it. Nothing is chosen, no try is spent and nothing is
+    /// written: the table is read as stage-0 left it, without normalization (the boot that
+    /// spent a slot's last try must still run it). Refused when the slot has priority 0
+    /// (made unbootable since: `noBootableSlot`) or when the verifier refuses it now (its
+    /// code); an unreadable image is retried once, as boot does.
+    public static func bootChosen(_ store: BlockStore, slot letter: UInt8, verifier: SlotVerifier) throws(FlowError) -> BootReport {
+        let table = try TableStore.load(store)
+        guard let index = table.slots.index(ofLetter: letter) else {
+            throw FlowError(.usage, "boot --chosen: no slot \(letterText(letter)) in the slot table (slots: \(slotList(table.slots)))")
+        }
+        guard table.slots[index].state.priority > 0 else {
+            throw FlowError(.noBootableSlot, "boot --chosen: slot \(letterText(letter)) has priority 0 (made unbootable after "
+                + "stage-0 chose it); not booting it")
+        }
+        var verdict = verifier.verify(slot: table.slots[index], in: table, store: store)
+        if case .rejected(.ioError, _) = verdict { verdict = verifier.verify(slot: table.slots[index], in: table, store: store) }
+        switch verdict {
+        case .accepted(let claim, let descriptor):
+            return BootReport(table: table, slots: table.slots, chosen: index, consumedTry: false, rejected: [], unreadable: [],
+                              claim: claim, descriptor: descriptor, wrote: false, warnings: [], exhausted: [])
+        case .rejected(let code, let reason), .fatal(let code, let reason):
+            throw FlowError(code, "boot --chosen: slot \(letterText(letter)) refused: \(reason); nothing was written")
+        }
+    }
+
     /// `mark-successful SLOT`: successful = 1, tries = 0, then (with counters) the
     /// counter at the slot's rollback location is raised to its rollback index.
     /// Refused (`slotNotBootable`) on a slot with priority 0; works on the boot that spent

@@ -109,13 +109,26 @@ enum Grammar {
                     run: { (c) throws(CLIError) in try c.current() }),
         CommandSpec(name: "boot", arguments: "", positional: 0...0,
                     options: [OptionSpec("--dry-run", help: "choose and verify, write nothing"),
-                              OptionSpec("--shell", help: "print NAME='value' lines for the initramfs hook")],
+                              OptionSpec("--shell", help: "print NAME='value' lines for the initramfs hook"),
+                              OptionSpec("--chosen", "SLOT", help: """
+                                  the second stage of a kexec boot: verify SLOT, which stage-0 chose, \
+                                  spend no try, write no table (spec/kexec.md)
+                                  """)],
                     summary: "choose a slot, spend one try, verify it; print its name",
                     details: """
                         A slot that fails verification is marked unbootable and the next is tried.\n\
                         Exit 50: no slot is bootable (the hook goes to recovery).
                         """,
                     run: { (c) throws(CLIError) in try c.boot() }),
+        CommandSpec(name: "kexec", arguments: "ROOT", positional: 1...1,
+                    options: [OptionSpec("--dry-run", help: "check and read everything, load nothing")],
+                    summary: "start the booted slot's own kernel from its verified root mounted at ROOT",
+                    details: """
+                        Stage-0 only (spec/kexec.md): after boot, with the slot's dm-verity mapping mounted read-only at ROOT.\n\
+                        Loads /boot/slotctl/vmlinuz (initrd.img, cmdline) with kexec_file_load, adds slotctl.slot=X, jumps.\n\
+                        Exit 52: no kernel it can load (the hook marks the slot failed); 23: a block altered after signing.
+                        """,
+                    run: { (c) throws(CLIError) in try c.kexec() }),
         CommandSpec(name: "mark-successful", arguments: "[SLOT]", positional: 0...1, options: [],
                     summary: "confirm a slot (default: the booted one) and raise its rollback counter",
                     details: "Run after the post-boot health checks passed. Exit 51: the slot is not bootable.",
@@ -215,7 +228,7 @@ enum Grammar {
     }
 
     static let exitCodes = "exit codes: 0 ok; 10-11 download failed; 20-29 verification failed; 30-34 install failed; "
-        + "40 marked failed; 50-51 no bootable slot; 60-63 slot table unusable; 64 usage; 65 write refused; "
+        + "40 marked failed; 50-52 no bootable slot or kernel; 60-63 slot table unusable; 64 usage; 65 write refused; "
         + "66 disk locked; 70 internal"
 
     /// `slotctl --help`.

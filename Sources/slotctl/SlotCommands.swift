@@ -9,9 +9,13 @@ import SlotStorage
 extension Commands {
     mutating func boot() throws(CLIError) -> Outcome {
         let dryRun = line.switches.contains("--dry-run")
-        let store = try openDisk(writable: !dryRun)
+        let chosen = try line.flags["--chosen"].map(slotArgument)
+        let store = try openDisk(writable: !dryRun && chosen == nil)
         let verifier = try verifier(try counters())
-        let report = try flow { () throws(FlowError) in try BootControl.boot(store, verifier: verifier, dryRun: dryRun) }
+        let report = try flow { () throws(FlowError) in
+            if let chosen { return try BootControl.bootChosen(store, slot: chosen, verifier: verifier) }
+            return try BootControl.boot(store, verifier: verifier, dryRun: dryRun)
+        }
         let slot = report.slots[report.chosen]
         let name = BootControl.letterText(slot.letter)
         warnings += report.warnings
@@ -83,6 +87,31 @@ extension Commands {
         guard line.switches.contains("--shell") else { return (.ok, name + "\n", json) }
         return (.ok, Render.bootShell(slot, report.table, device: device, verified: verified,
                                       verification: settings.verification.rawValue), json)
+    }
+
+    /// `kexec ROOT`: the stage-0 hook's last step (spec/kexec.md). Verifies the booted slot
+    /// again, reads its kernel from ROOT and, unless --dry-run, loads it and jumps.
+    mutating func kexec() throws(CLIError) -> Outcome {
+        let root = line.positional[0]
+        let dryRun = line.switches.contains("--dry-run")
+        let letter = try bootedSlot()
+        let store = try openDisk(writable: false)
+        let verifier = try verifier(try counters())
+        let plan = try flow { () throws(FlowError) in try KexecFlow.plan(store, slot: letter, verifier: verifier, root: root) }
+        let name = BootControl.letterText(letter)
+        let initrd = plan.kernel.initrd == nil ? "no initramfs" : "initramfs \(plan.kernel.initrdSize) bytes"
+        let text = "slot \(name): kernel \(plan.kernel.kernelSize) bytes, \(initrd), command line '\(plan.commandLine)'"
+        var json = JSONObject()
+        json.set("slot", name)
+        json.set("root", root)
+        json.set("kernel_bytes", plan.kernel.kernelSize)
+        json.set("initrd_bytes", plan.kernel.initrdSize)
+        json.set("cmdline", plan.commandLine)
+        json.set("dry_run", dryRun)
+        if dryRun { return (.ok, text + " (dry run: not loaded)\n", json) }
+        // The jump ends this process with the machine: say what starts first.
+        emit(text + ": starting it\n", to: 1)
+        try flow { () throws(FlowError) in try KexecFlow.start(plan) }
     }
 
     mutating func mark(successful: Bool) throws(CLIError) -> Outcome {

@@ -210,7 +210,9 @@ struct JSONContract {
         #expect(contract.errors.isEmpty, "\(contract.errors.joined(separator: "\n"))")
         // Everything the spec lists was printed by something above.
         var unseen: [String] = []
-        for (section, keys) in contract.sections {
+        // kexec prints its object only from a read-only dm-verity mount, which the host
+        // lacks: the QEMU kexec boot checks it (Tests/qemu/boot-test.sh, step k1).
+        for (section, keys) in contract.sections where section != "kexec" {
             if !contract.seen.contains(section) { unseen.append(section) }
             for key in keys.keys where !contract.seen.contains("\(section).\(key)") { unseen.append("\(section).\(key)") }
         }

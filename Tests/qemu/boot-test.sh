@@ -3,7 +3,7 @@
 # (the static slotctl, the trusted key and one of the hooks) on a GPT disk with two
 # signed dm-verity slots, and walks the update story through real reboots.
 #
-#   boot-test.sh [initramfs-tools | dracut | dracut-shell]
+#   boot-test.sh [initramfs-tools | dracut | dracut-shell | kexec]
 #
 # initramfs-tools (default): Debian's mkinitramfs with the hook and local-top script;
 #   the whole story below (steps 1-7, ten boots).
@@ -13,6 +13,10 @@
 #   the same for steps 3 and 4, which only slotctl's decision tells apart. dracut is the
 #   host's when installed; otherwise Debian's dracut packages are unpacked into .build
 #   (scripts/install-deps.sh qemu), since they cannot be installed beside initramfs-tools.
+# kexec: the initramfs-tools initramfs as stage-0 with SLOTCTL_KEXEC=yes (spec/kexec.md):
+#   every slot carries its own kernel (Debian's, marked K<version> on its command line),
+#   initramfs and command line in its verified root, and stage-0 starts it; the story
+#   before the main story below (steps k1-k6).
 #
 # The story:
 #   1. slot a (v1) boots through dm-verity, its health checks pass, it is confirmed;
@@ -43,13 +47,15 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 FLAVOUR=${1:-initramfs-tools}
 case "$FLAVOUR" in
-initramfs-tools | dracut | dracut-shell) ;;
-*) echo "usage: $0 [initramfs-tools | dracut | dracut-shell]" >&2; exit 2 ;;
+initramfs-tools | dracut | dracut-shell | kexec) ;;
+*) echo "usage: $0 [initramfs-tools | dracut | dracut-shell | kexec]" >&2; exit 2 ;;
 esac
 WORK=${WORK:-$ROOT/.build/qemu-test/$FLAVOUR}
 SLOTCTL_STATIC=${SLOTCTL_STATIC:-$ROOT/.build/embedded/static/slotctl}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-240}
-SLOT_SIZE=40M
+SLOT_SIZE=40M ROOTFS_SIZE=24M DISK_SIZE=96M
+# A kexec slot also holds a kernel (8 MB) and an initramfs (11 MB).
+[ "$FLAVOUR" = kexec ] && SLOT_SIZE=56M ROOTFS_SIZE=48M DISK_SIZE=128M
 
 passed=0
 failed=0
@@ -66,7 +72,7 @@ for tool in qemu-system-x86_64 mke2fs cgpt openssl busybox veritysetup swtpm tpm
 done
 DRACUT_ROOT=${DRACUT_ROOT:-$ROOT/.build/dracut/root}
 case "$FLAVOUR" in
-initramfs-tools) command -v mkinitramfs >/dev/null || die "mkinitramfs missing (initramfs-tools)" ;;
+initramfs-tools | kexec) command -v mkinitramfs >/dev/null || die "mkinitramfs missing (initramfs-tools)" ;;
 *)
 	# The host's dracut, or Debian's unpacked. Either way a private copy of its module
 	# tree with ours added, so the test installs nothing into the host's dracut.
@@ -106,6 +112,7 @@ SLOTCTL_ON_NO_SLOT=panic
 # v5 has no dm-verity tree (step 5): the hook's read-only path for such a slot.
 SLOTCTL_REQUIRE_VERITY=no
 EOF
+[ "$FLAVOUR" = kexec ] && echo "SLOTCTL_KEXEC=yes" >> boot.conf
 
 # A slot's root file system: busybox-static, the static slotctl, the confirmation script
 # from packaging/, and one health check whose behaviour the step chooses:
@@ -124,6 +131,15 @@ make_rootfs() {
 	cp slotctl.conf "$dir/etc/slotctl.conf"
 	cp keys/release.pem "$dir/etc/slotctl/keys/"
 	echo "$version" > "$dir/etc/slot-version"
+	# kexec: the slot's own kernel (Debian's, marked K<version> on its command line) and
+	# initramfs (the test's, which sees slotctl.slot= and runs boot --chosen). The command
+	# line is the step's: KEXEC_CMDLINE, or the usual one; KEXEC_NO_INITRD leaves it out.
+	if [ "$FLAVOUR" = kexec ]; then
+		mkdir -p "$dir/boot/slotctl"
+		cp "$KERNEL" "$dir/boot/slotctl/vmlinuz"
+		[ -n "${KEXEC_NO_INITRD:-}" ] || cp initrd.img "$dir/boot/slotctl/initrd.img"
+		echo "${KEXEC_CMDLINE:-root=slotctl console=ttyS0 panic=-1 loglevel=4} slotctl.kernel=K$version" > "$dir/boot/slotctl/cmdline"
+	fi
 	# systemd's switch-root (dracut's systemd mode) takes only a tree with an os-release.
 	printf 'NAME="slotctl test slot"\nID=slotctl-test\nVERSION_ID=%s\n' "$version" > "$dir/etc/os-release"
 	# PID 1 here is a shell script with no shutdown of its own: reboot at once.
@@ -151,6 +167,9 @@ mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo "QEMU-TEST: running version $(cat /etc/slot-version) from slot $(head -n 1 /run/slotctl/booted) root $(grep ' / ' /proc/mounts | head -n 1 | sed 's/^\([^ ]*\) [^ ]* [^ ]* \([^ ,]*\).*/\1 \2/')"
+echo "QEMU-TEST: kernel command line: $(cat /proc/cmdline)"
+# A slot that carries a kernel: what kexec would start from this very root (kexec flavour).
+[ -f /boot/slotctl/vmlinuz ] && echo "QEMU-TEST: kexec dry run: $(/usr/sbin/slotctl --json kexec --dry-run / 2>&1)"
 # What the initramfs told the kernel log about this boot.
 dmesg | grep 'slotctl: ' | sed 's/^/QEMU-KMSG: /'
 /usr/libexec/slotctl/slotctl-confirm
@@ -164,7 +183,7 @@ sleep 60
 EOF
 	chmod 755 "$dir/sbin/init"
 	# ext4 without a journal: mounted read-only through dm-verity, never written.
-	mke2fs -q -t ext4 -O ^has_journal -b 4096 -d "$dir" "rootfs-$version.ext4" 24M || die "mke2fs $version"
+	mke2fs -q -t ext4 -O ^has_journal -b 4096 -d "$dir" "rootfs-$version.ext4" "$ROOTFS_SIZE" || die "mke2fs $version"
 }
 
 sign() { # version index key [plain: no dm-verity tree]
@@ -242,6 +261,12 @@ boot() {
 		-append "root=slotctl console=ttyS0 panic=-1 loglevel=4 $KERNEL_ARGS" \
 		-drive "file=disk.img,format=raw,if=virtio,cache=writethrough" &
 	QEMU_PID=$!
+	# CUT_AT=PATTERN: a power cut (QEMU killed) as soon as the console shows PATTERN.
+	if [ -n "${CUT_AT:-}" ]; then
+		while kill -0 "$QEMU_PID" 2>/dev/null && ! grep -a -q -E "$CUT_AT" "$LOG"; do sleep 0.05; done
+		# QEMU itself (QEMU_PID is timeout's): a cut, not a shutdown.
+		pkill -KILL -P "$QEMU_PID" qemu-system 2>/dev/null && echo "    | (power cut at /$CUT_AT/)"
+	fi
 	wait "$QEMU_PID"
 	local rc=$?
 	QEMU_PID=
@@ -334,7 +359,7 @@ EOF2
 }
 make_initramfs() { # from boot.conf as it is now
 	case "$FLAVOUR" in
-	initramfs-tools) KERNEL_ARGS=; initramfs_tools ;;
+	initramfs-tools | kexec) KERNEL_ARGS=; initramfs_tools ;;
 	# rd.shell=0: no emergency shell for whoever holds the console, as on a device.
 	*) KERNEL_ARGS=rd.shell=0; dracut_initramfs ;;
 	esac || { cat logs/initramfs.log; die "making the $FLAVOUR initramfs failed"; }
@@ -345,6 +370,113 @@ if grep -q 'usr/sbin/slotctl$' <<<"$CONTENTS" && grep -q 'etc/slotctl/keys/relea
 	pass "$FLAVOUR put slotctl, the key, veritysetup and dm-verity into the initramfs"
 else
 	fail "the $FLAVOUR initramfs lacks slotctl, the key, veritysetup or dm-verity"
+fi
+
+# --- kexec (spec/kexec.md): stage-0 (Debian's kernel, this initramfs with
+#     SLOTCTL_KEXEC=yes) chooses and verifies a slot, then starts the kernel the slot
+#     carries in its verified root; that kernel's initramfs verifies the slot again
+#     (boot --chosen, no try spent) and mounts it. The slots' kernels are Debian's, told
+#     apart by slotctl.kernel=K<version> on their own command lines.
+if [ "$FLAVOUR" = kexec ]; then
+	make_rootfs 1 pass; sign 1 1 release.pem
+	# v2 keeps v1's rollback index, so that a's v1 stays a fallback once v2 is confirmed.
+	make_rootfs 2 pass; sign 2 1 release.pem
+	# v3's kernel panics at boot: no initramfs, and a root that does not exist.
+	KEXEC_NO_INITRD=1 KEXEC_CMDLINE="console=ttyS0 panic=-1 loglevel=4 root=/dev/vdz" make_rootfs 3 pass
+	sign 3 3 release.pem
+	# v4 is signed without a dm-verity tree: nothing covers its kernel once it is read.
+	make_rootfs 4 pass; sign 4 4 release.pem plain
+	# v5's kernel is altered on the disk after it was signed and installed (step k5).
+	make_rootfs 5 pass; sign 5 5 release.pem
+	make_rootfs 6 pass; sign 6 1 release.pem
+	tpm_host_start
+	"$HOST_SLOTCTL" --counters "tpm:tcp:127.0.0.1:$TPM_PORT" counters provision --locations 8 >/dev/null || die "provision the TPM"
+	tpm_stop
+	counter_value
+	TPM_BASE=$((RAW - COUNTER))
+	host format --size "$DISK_SIZE" --slot-size "$SLOT_SIZE" --state >/dev/null || die "format"
+	host install v1.img --slot a >/dev/null || die "install v1"
+
+	# k1. a's own kernel runs a, which confirms itself.
+	boot "v1 in a, its own kernel"
+	expect_console "slotctl-boot: slot a: starting its own kernel" "boot $BOOT_NUMBER: stage-0 chose a and started its kernel"
+	expect_console "QEMU-TEST: kernel command line: .*slotctl.kernel=K1 slotctl.slot=a" \
+		"boot $BOOT_NUMBER: a's kernel K1 runs, with slotctl.slot=a added to its command line"
+	expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotctl-root ro" \
+		"boot $BOOT_NUMBER: K1's initramfs verified a again and mounted it through dm-verity"
+	expect_console "booted slot confirmed" "boot $BOOT_NUMBER: a confirmed from its own kernel"
+	expect_console 'QEMU-TEST: kexec dry run: \{"schema_version":1,"code":0,"status":"ok","command":"kexec","result":\{"slot":"a","root":"/","kernel_bytes":[1-9][0-9]+,"initrd_bytes":[1-9][0-9]+,"cmdline":"root=slotctl console=ttyS0 panic=-1 loglevel=4 slotctl.kernel=K1 slotctl.slot=a","dry_run":true\}\}' \
+		"boot $BOOT_NUMBER: kexec --json --dry-run on a's own verified root names its kernel, initramfs and command line (spec/json.md)"
+	expect_state 1 "15 0 1" "after boot $BOOT_NUMBER: a confirmed, one try spent (by stage-0 only)"
+	expect_counter 1 "after boot $BOOT_NUMBER: the counter raised to v1's index"
+
+	# k2. v2 installed to b: b's kernel K2 runs b, which is confirmed.
+	host install v2.img --slot b >/dev/null || die "install v2"
+	boot "v2 in b, its own kernel"
+	expect_console "QEMU-TEST: kernel command line: .*slotctl.kernel=K2 slotctl.slot=b" \
+		"boot $BOOT_NUMBER: b's kernel K2 runs, from slot b"
+	expect_console "QEMU-TEST: running version 2 from slot b root /dev/mapper/slotctl-root ro" "boot $BOOT_NUMBER: v2 runs from b"
+	expect_console "booted slot confirmed" "boot $BOOT_NUMBER: b confirmed"
+	expect_state 2 "15 0 1" "after boot $BOOT_NUMBER: b confirmed"
+	expect_counter 1 "after boot $BOOT_NUMBER: the counter at v2's index (v1's)"
+
+	# k3. v3 in b with 2 tries: its kernel panics at boot. Each boot spends a try in
+	#     stage-0, then a's kernel K1 runs a again.
+	host install v3.img --slot b --tries 2 >/dev/null || die "install v3"
+	boot "v3 in b, its kernel panics (try 1 of 2)"
+	expect_console "slotctl-boot: slot b: starting its own kernel" "boot $BOOT_NUMBER: stage-0 started b's kernel K3"
+	expect_console "Kernel panic - not syncing: VFS: Unable to mount root fs" "boot $BOOT_NUMBER: K3 panicked"
+	expect_not_console "QEMU-TEST: running" "boot $BOOT_NUMBER: nothing ran"
+	expect_state 2 "15 1 0" "after boot $BOOT_NUMBER: b has 1 try left"
+	boot "v3 in b, its kernel panics (try 2 of 2)"
+	expect_console "Kernel panic - not syncing: VFS: Unable to mount root fs" "boot $BOOT_NUMBER: K3 panicked again"
+	expect_state 2 "15 0 0" "after boot $BOOT_NUMBER: b has no tries left"
+	boot "tries spent: back to a's kernel"
+	expect_console "slot b ran out of tries without being confirmed" "boot $BOOT_NUMBER: stage-0 retired b"
+	expect_console "QEMU-TEST: kernel command line: .*slotctl.kernel=K1 slotctl.slot=a" "boot $BOOT_NUMBER: a's kernel K1 runs again"
+	expect_console "QEMU-TEST: running version 1 from slot a" "boot $BOOT_NUMBER: v1 runs from a"
+	expect_counter 1 "after boot $BOOT_NUMBER: the panicking v3 (index 3) raised nothing"
+
+	# k4. v4 has no dm-verity tree: its kernel is refused before it is loaded, b is
+	#     marked failed and the error action (panic, which reboots) taken.
+	host install v4.img --slot b >/dev/null || die "install v4"
+	boot "v4 in b, no dm-verity tree"
+	expect_console "its kernel was not started \(status 52\): kexec: slot b: its image has no dm-verity tree" \
+		"boot $BOOT_NUMBER: b's kernel refused as not covered by the signature"
+	expect_not_console "slotctl.kernel=K4|QEMU-TEST: running" "boot $BOOT_NUMBER: K4 never ran"
+	expect_state 2 "0 0 0" "after boot $BOOT_NUMBER: b marked failed"
+
+	# k5. v5's kernel altered after signing: one byte of vmlinuz flipped on the disk. The
+	#     table and the descriptor verify; reading the kernel through dm-verity fails.
+	host install v5.img --slot b >/dev/null || die "install v5"
+	block=$(debugfs -R "bmap /boot/slotctl/vmlinuz 1000" rootfs-5.ext4 2>/dev/null)
+	[ -n "$block" ] && [ "$block" -gt 0 ] || die "debugfs: no block 1000 of v5's vmlinuz"
+	byte=$(($(cgpt show -i 2 -b disk.img) * 512 + block * 4096 + 100))
+	old=$(od -An -tu1 -j "$byte" -N1 disk.img | tr -d ' ')
+	printf "\\$(printf '%03o' $((255 - old)))" | dd of=disk.img bs=1 seek="$byte" conv=notrunc status=none
+	boot "v5 in b, its kernel altered after signing"
+	expect_console "its kernel was not started \(status 23\): kexec: slot b: /boot/slotctl/vmlinuz in the slot: a block at byte [0-9]+ does not match the slot's dm-verity tree" \
+		"boot $BOOT_NUMBER: the altered kernel refused by dm-verity as it was read"
+	expect_not_console "slotctl.kernel=K5|QEMU-TEST: running" "boot $BOOT_NUMBER: K5 never ran"
+	expect_state 2 "0 0 0" "after boot $BOOT_NUMBER: b marked failed"
+	expect_counter 1 "after boot $BOOT_NUMBER: the counter unchanged"
+
+	# k6. A power cut during the kexec step (QEMU killed once stage-0 says it starts b's
+	#     kernel): the try it spent is spent, nothing else changed, and the next boot
+	#     starts b's kernel as before.
+	host install v6.img --slot b --tries 3 >/dev/null || die "install v6"
+	CUT_AT="slot b: starting its own kernel" boot "v6 in b, power cut while its kernel is started"
+	expect_not_console "QEMU-TEST: running" "boot $BOOT_NUMBER: cut before the slot ran"
+	expect_state 2 "15 2 0" "after boot $BOOT_NUMBER: b spent one try, nothing else lost"
+	boot "v6 in b after the cut"
+	expect_console "QEMU-TEST: kernel command line: .*slotctl.kernel=K6 slotctl.slot=b" "boot $BOOT_NUMBER: b's kernel K6 runs"
+	expect_console "booted slot confirmed" "boot $BOOT_NUMBER: b confirmed"
+	expect_state 2 "15 0 1" "after boot $BOOT_NUMBER: b confirmed"
+	sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v after the guest's writes: no problems" || fail "sgdisk -v complains"
+	echo "console logs: $WORK/logs"
+	echo "qemu ($FLAVOUR): $passed passed, $failed failed"
+	[ "$failed" -eq 0 ]
+	exit
 fi
 
 # --- The disk: two slots made by slotctl, checked by sgdisk; v1 installed into a.
@@ -361,7 +493,7 @@ tpm_stop
 counter_value
 TPM_BASE=$((RAW - COUNTER))
 [ "$COUNTER" = 0 ] || die "a freshly provisioned counter reads $COUNTER"
-host format --size 96M --slot-size "$SLOT_SIZE" --state >/dev/null || die "format"
+host format --size "$DISK_SIZE" --slot-size "$SLOT_SIZE" --state >/dev/null || die "format"
 host install v1.img --slot a >/dev/null || die "install v1"
 sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v: no problems" || fail "sgdisk -v complains"
 

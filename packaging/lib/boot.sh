@@ -18,6 +18,7 @@ SLOTCTL_ON_ERROR=panic
 SLOTCTL_RECOVERY_ROOT=
 SLOTCTL_REQUIRE_VERITY=no
 SLOTCTL_VERITY_NAME=slotctl-root
+SLOTCTL_KEXEC=no
 # shellcheck disable=SC1090
 [ -r "$SLOTCTL_BOOT_CONF" ] && . "$SLOTCTL_BOOT_CONF"
 
@@ -43,7 +44,11 @@ slotctl_log_error() { echo "slotctl-boot: $*" >&2; slotctl_kmsg 11 "$*"; }
 # shown and logged as a warning.
 slotctl_run_boot() {
 	errors=${TMPDIR:-/run}/slotctl-boot.$$
-	out=$("$SLOTCTL" --config "$SLOTCTL_CONF" boot --shell 2>"$errors")
+	if [ -n "$slotctl_chosen" ]; then
+		out=$("$SLOTCTL" --config "$SLOTCTL_CONF" boot --shell --chosen "$slotctl_chosen" 2>"$errors")
+	else
+		out=$("$SLOTCTL" --config "$SLOTCTL_CONF" boot --shell 2>"$errors")
+	fi
 	rc=$?
 	if [ -s "$errors" ]; then
 		while IFS= read -r line; do
@@ -52,6 +57,47 @@ slotctl_run_boot() {
 		done < "$errors"
 	fi
 	rm -f "$errors"
+}
+
+# The second stage of a kexec boot (spec/kexec.md): a stage-0 chose and verified slot X
+# and started X's own kernel with slotctl.slot=X added to the command line. This
+# initramfs then verifies X again (`boot --chosen X`), spends no try and never kexecs.
+SLOTCTL_CMDLINE=${SLOTCTL_CMDLINE:-/proc/cmdline}
+slotctl_chosen=
+# shellcheck disable=SC2013
+for word in $(cat "$SLOTCTL_CMDLINE" 2>/dev/null); do
+	case "$word" in slotctl.slot=*) slotctl_chosen=${word#slotctl.slot=} ;; esac
+done
+
+# Stage-0 of a kexec boot (SLOTCTL_KEXEC=yes): the chosen slot's root (SLOTCTL_ROOT, the
+# dm-verity mapping) is mounted read-only and `slotctl kexec` starts the kernel the slot
+# carries; it checks the mount is a dm-verity mapping and the image has a tree, so nothing
+# unsigned is loaded. Returns only when the kernel could not be started: the slot is then
+# marked failed and SLOTCTL_ON_ERROR taken, as for a root that cannot be mounted.
+slotctl_kexec() {
+	dir=/run/slotctl/root
+	mkdir -p "$dir"
+	if ! mount -o ro "$SLOTCTL_ROOT" "$dir"; then
+		slotctl_refuse_chosen "cannot mount $SLOTCTL_ROOT to read the slot's kernel"
+		return 0
+	fi
+	slotctl_log "slot $SLOTCTL_SLOT: starting its own kernel"
+	errors=${TMPDIR:-/run}/slotctl-kexec.$$
+	"$SLOTCTL" --config "$SLOTCTL_CONF" kexec "$dir" 2>"$errors"
+	krc=$?
+	reason=
+	[ -s "$errors" ] && IFS= read -r reason < "$errors"
+	rm -f "$errors"
+	umount "$dir" 2>/dev/null
+	reason="its kernel was not started (status $krc): ${reason#slotctl: }"
+	case "$krc" in
+	# Proven bad: no kernel that can be loaded (52), or the slot refused by verification
+	# (a block altered after signing is 23): marked failed, as a root that cannot be mounted.
+	52 | 2[0-7] | 29) slotctl_refuse_chosen "$reason" ;;
+	# Counters out of reach (28), an I/O error (61), anything else proves nothing about
+	# the slot: not marked; the try it spent is spent, and the action is taken.
+	*) slotctl_act "$SLOTCTL_ON_ERROR" "slot $SLOTCTL_SLOT: $reason; not marked failed" ;;
+	esac
 }
 
 # The value of one `name = value` line of slotctl.conf, read as slotctl reads it (a `#`
@@ -201,6 +247,7 @@ slotctl_select_root() {
 			return 0
 		fi
 		SLOTCTL_ROOT=$SLOTCTL_DEVICE
+		[ "$SLOTCTL_KEXEC" = yes ] && [ -z "$slotctl_chosen" ] && slotctl_kexec
 		return 0
 	fi
 	modprobe dm_verity 2>/dev/null
@@ -217,4 +264,6 @@ slotctl_select_root() {
 		fi
 	fi
 	SLOTCTL_ROOT=/dev/mapper/$SLOTCTL_VERITY_NAME
+	[ "$SLOTCTL_KEXEC" = yes ] && [ -z "$slotctl_chosen" ] && slotctl_kexec
+	return 0
 }
