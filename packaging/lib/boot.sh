@@ -62,18 +62,23 @@ slotctl_run_boot() {
 # The second stage of a kexec boot (spec/kexec.md): a stage-0 chose and verified slot X
 # and started X's own kernel with slotctl.slot=X added to the command line. This
 # initramfs then verifies X again (`boot --chosen X`), spends no try and never kexecs.
+# Only with SLOTCTL_KEXEC=yes: without it slotctl.slot= means nothing to the hook, as
+# before.
 SLOTCTL_CMDLINE=${SLOTCTL_CMDLINE:-/proc/cmdline}
 slotctl_chosen=
-# shellcheck disable=SC2013
-for word in $(cat "$SLOTCTL_CMDLINE" 2>/dev/null); do
-	case "$word" in slotctl.slot=*) slotctl_chosen=${word#slotctl.slot=} ;; esac
-done
+if [ "$SLOTCTL_KEXEC" = yes ]; then
+	# shellcheck disable=SC2013
+	for word in $(cat "$SLOTCTL_CMDLINE" 2>/dev/null); do
+		case "$word" in slotctl.slot=*) slotctl_chosen=${word#slotctl.slot=} ;; esac
+	done
+fi
 
 # Stage-0 of a kexec boot (SLOTCTL_KEXEC=yes): the chosen slot's root (SLOTCTL_ROOT, the
 # dm-verity mapping) is mounted read-only and `slotctl kexec` starts the kernel the slot
 # carries; it checks the mount is a dm-verity mapping and the image has a tree, so nothing
-# unsigned is loaded. Returns only when the kernel could not be started: the slot is then
-# marked failed and SLOTCTL_ON_ERROR taken, as for a root that cannot be mounted.
+# unsigned is loaded. Returns only when the kernel could not be started: SLOTCTL_ON_ERROR
+# is taken, after marking the slot failed when the failure proves it bad, as for a root
+# that cannot be mounted.
 slotctl_kexec() {
 	dir=/run/slotctl/root
 	mkdir -p "$dir"
