@@ -137,7 +137,7 @@ public final class FileCounters: RollbackCounters {
 
     public func provision(locations: Int) throws(CounterError) -> String {
         guard locations >= 1, locations <= RollbackLimits.maxLocations else {
-            throw CounterError(.usage, "counters provision: --locations must be 1...\(RollbackLimits.maxLocations)")
+            throw CounterError(.usage, "--locations must be 1...\(RollbackLimits.maxLocations)")
         }
         return try exclusively { () throws(CounterError) in
             var values = try load() ?? []

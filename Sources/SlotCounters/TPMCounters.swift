@@ -242,7 +242,7 @@ public final class TPMCounters: RollbackCounters {
 
     public func provision(locations: Int) throws(CounterError) -> String {
         guard locations >= 1, locations <= RollbackLimits.maxLocations else {
-            throw CounterError(.usage, "counters provision: --locations must be 1...\(RollbackLimits.maxLocations)")
+            throw CounterError(.usage, "--locations must be 1...\(RollbackLimits.maxLocations)")
         }
         let record = TPMCounters.baseRecord
         let existing = try readPublic(record)
@@ -255,7 +255,7 @@ public final class TPMCounters: RollbackCounters {
                 let provisioned = try loadBases().count
                 for location in 0..<provisioned { _ = try checkCounter(UInt32(location)) }
                 guard locations <= provisioned else {
-                    throw CounterError(.usage, "counters provision: TPM \(transport.name) has \(provisioned) locations and its base "
+                    throw CounterError(.usage, "TPM \(transport.name) has \(provisioned) locations and its base "
                         + "record is locked, so it cannot grow to \(locations); locations \(provisioned)...\(locations - 1) stay "
                         + "unprovisioned (spec/rollback.md)")
                 }

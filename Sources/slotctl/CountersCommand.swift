@@ -67,8 +67,7 @@ extension Commands {
                 }
             }
             do { text = try counters.provision(locations: locations) + "\n" } catch {
-                let prefix = error.message.hasPrefix("counters provision:") ? "" : "counters provision: "
-                throw CLIError(error.code, prefix + error.message)
+                throw CLIError(error.code, "counters provision: \(error.message)")
             }
             json.set("provisioned", text.trimmingNewline)
         } else if let flag = ["--locations", "--owner-auth-file", "--owner-auth-fd"].first(where: { line.flags[$0] != nil }) {
