@@ -164,7 +164,6 @@ final class SoftwareTPM {
         #expect(run.status == 28)
     }
 
-    /// A provisioning cut short after the base record was defined finishes on the next run.
     /// A TPM whose owner has a password (`tpm2_changeauth -c owner`), as the README tells
     /// users to set: provisioning fails with the response code named and a hint, takes
     /// the password from a 0600 file or an inherited descriptor (never an argument), and
@@ -211,6 +210,7 @@ final class SoftwareTPM {
         }
     }
 
+    /// A provisioning cut short after the base record was defined finishes on the next run.
     @Test func anInterruptedProvisioningCompletes() throws {
         let tpm = try SoftwareTPM()
         let define = try Tools.run("env", ["TPM2TOOLS_TCTI=\(tpm.tcti)", "tpm2_nvdefine", "0x1505cff", "-C", "o", "-s", "16",
