@@ -45,10 +45,41 @@ public enum TPM2 {
         case getCapability = 0x0000_017A
         case nvRead = 0x0000_014E
         case nvReadPublic = 0x0000_0169
+        case pcrEvent = 0x0000_013C
+        case pcrRead = 0x0000_017E
     }
+
+    /// The hash algorithms a PCR bank may use, with their digest sizes (TCG Algorithm
+    /// Registry). A response naming another algorithm cannot be walked: malformed.
+    public static func digestSize(of algorithm: UInt16) -> Int? {
+        switch algorithm {
+        case 0x0004: 20      // TPM_ALG_SHA1
+        case 0x000B: 32      // TPM_ALG_SHA256
+        case 0x000C: 48      // TPM_ALG_SHA384
+        case 0x000D: 64      // TPM_ALG_SHA512
+        case 0x0012: 32      // TPM_ALG_SM3_256
+        default: nil
+        }
+    }
+
+    /// The name systemd and tpm2-tools use for a bank's algorithm ("sha256").
+    public static func algorithmName(_ algorithm: UInt16) -> StaticString {
+        switch algorithm {
+        case 0x0004: "sha1"
+        case 0x000B: "sha256"
+        case 0x000C: "sha384"
+        case 0x000D: "sha512"
+        case 0x0012: "sm3_256"
+        default: "unknown"
+        }
+    }
+
+    /// The largest event TPM2_PCR_Event takes (TPM2B_EVENT).
+    public static let maxEventSize = 1024
 
     /// TPMA_NV bits slotctl sets or checks.
     public enum NVAttribute {
+        public static let ownerWrite: UInt32 = 1 << 1
         public static let authWrite: UInt32 = 1 << 2
         public static let typeMask: UInt32 = 0xF << 4
         public static let typeOrdinary: UInt32 = 0 << 4
@@ -200,6 +231,21 @@ public enum TPM2 {
             return w.finish(&b)
         }
 
+        /// NV_Write of `data` at offset 0, authorized by the owner (an index with
+        /// TPMA_NV_OWNERWRITE: only the owner's password changes it).
+        public static func nvWriteAsOwner(_ b: inout MutableSpan<UInt8>, _ index: UInt32, data: Span<UInt8>,
+                                          ownerAuth: Span<UInt8>) throws(TPMError) -> Int {
+            var w = Writer()
+            try w.header(&b, tagSessions, .nvWrite)
+            try w.u32(&b, ownerHierarchy)
+            try w.u32(&b, index)
+            try w.passwordAuth(&b, ownerAuth)
+            try w.u16(&b, UInt16(data.count))
+            for i in 0..<data.count { try w.u8(&b, data[i]) }
+            try w.u16(&b, 0) // offset
+            return w.finish(&b)
+        }
+
         /// NV_DefineSpace under the owner hierarchy, authorized by `ownerAuth` (the owner
         /// password; empty while none is set), with an empty index auth.
         public static func nvDefineSpace(_ b: inout MutableSpan<UInt8>, _ index: UInt32, attributes: UInt32,
@@ -215,6 +261,32 @@ public enum TPM2 {
             try w.u32(&b, attributes)
             try w.u16(&b, 0)          // authPolicy: empty
             try w.u16(&b, dataSize)
+            return w.finish(&b)
+        }
+
+        /// PCR_Event: the TPM hashes `event` with every allocated bank's algorithm and
+        /// extends `pcr` in each, so no bank is left unextended. The PCR's authorization is
+        /// empty (the platform's default for PCRs 0...23).
+        public static func pcrEvent(_ b: inout MutableSpan<UInt8>, pcr: UInt32, event: Span<UInt8>) throws(TPMError) -> Int {
+            guard event.count <= maxEventSize else { throw .bufferTooSmall }
+            var w = Writer()
+            try w.header(&b, tagSessions, .pcrEvent)
+            try w.u32(&b, pcr)
+            try w.emptyPasswordAuth(&b)
+            try w.u16(&b, UInt16(event.count))
+            for i in event.indices { try w.u8(&b, event[i]) }
+            return w.finish(&b)
+        }
+
+        /// PCR_Read of one PCR in the SHA-256 bank.
+        public static func pcrReadSHA256(_ b: inout MutableSpan<UInt8>, pcr: UInt32) throws(TPMError) -> Int {
+            guard pcr < 24 else { throw .bufferTooSmall }
+            var w = Writer()
+            try w.header(&b, tagNoSessions, .pcrRead)
+            try w.u32(&b, 1)                          // TPML_PCR_SELECTION.count
+            try w.u16(&b, algSHA256)
+            try w.u8(&b, 3)                           // sizeofSelect: PCRs 0...23
+            for byte in 0..<UInt32(3) { try w.u8(&b, pcr / 8 == byte ? UInt8(1) << UInt8(pcr % 8) : 0) }
             return w.finish(&b)
         }
 
@@ -298,6 +370,52 @@ public enum TPM2 {
         guard size <= out.count else { throw .malformed }
         for i in 0..<size { out[i] = try r.u8(response) }
         return size
+    }
+
+    /// The TPML_DIGEST_VALUES of a PCR_Event response: `each` sees every bank's
+    /// algorithm and the digest the TPM extended it with. Returns how many there were.
+    public static func parseEventDigests(_ response: Span<UInt8>,
+                                         _ each: (UInt16, Span<UInt8>) -> Void) throws(TPMError) -> Int {
+        var r = Reader(offset: try checkResponse(response))
+        let count = try r.u32(response)
+        guard count >= 1, count <= 16 else { throw .malformed }
+        for _ in 0..<count {
+            let algorithm = try r.u16(response)
+            guard let size = digestSize(of: algorithm) else { throw .malformed }
+            let start = r.offset
+            try r.skip(response, size)
+            each(algorithm, response.extracting(start..<start + size))
+        }
+        return Int(count)
+    }
+
+    /// The SHA-256 value of the one PCR a `pcrReadSHA256` command asked for, copied into
+    /// `out` (32 bytes). False when the TPM has no SHA-256 bank allocated: it answers
+    /// such a read with an empty selection, which is not a malformed response.
+    public static func parsePCRReadSHA256(_ response: Span<UInt8>, pcr: UInt32,
+                                          into out: inout MutableSpan<UInt8>) throws(TPMError) -> Bool {
+        var r = Reader(offset: try checkResponse(response))
+        _ = try r.u32(response)                       // pcrUpdateCounter
+        let selections = try r.u32(response)
+        guard selections <= 16 else { throw .malformed }
+        var selected = false
+        for _ in 0..<selections {
+            let algorithm = try r.u16(response)
+            let size = Int(try r.u8(response))
+            var bits: UInt32 = 0
+            for i in 0..<size {
+                let byte = try r.u8(response)
+                if i < 4 { bits |= UInt32(byte) << UInt32(8 * i) }
+            }
+            if algorithm == algSHA256 && pcr < 32 && bits >> pcr & 1 == 1 { selected = true }
+        }
+        let digests = try r.u32(response)
+        guard digests <= 8 else { throw .malformed }
+        guard selected, digests == 1 else { return false }
+        let size = Int(try r.u16(response))
+        guard size == 32, out.count >= 32 else { throw .malformed }
+        for i in 0..<32 { out[i] = try r.u8(response) }
+        return true
     }
 
     /// A counter's 8 bytes, big-endian, as NV_Read returns them.

@@ -4,6 +4,10 @@ import SlotCore
 public struct CounterError: Error, CustomStringConvertible {
     public var code: StatusCode
     public var message: String
+    /// False when a TPM command certainly never reached the TPM (the device would not
+    /// open, the socket would not connect): measured boot needs to know whether an extend
+    /// may have happened.
+    public var commandSent = true
 
     public init(_ code: StatusCode, _ message: String) {
         self.code = code
@@ -59,17 +63,8 @@ public func openCounters(_ spec: String) throws(CounterError) -> RollbackCounter
         guard !path.isEmpty else { throw CounterError(.usage, "counters: file: needs a path") }
         return FileCounters(path: path, spec: spec)
     }
-    if spec.hasPrefix("tpm:tcp:") {
-        let rest = spec.dropFirst("tpm:tcp:".count)
-        guard let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]) else {
-            throw CounterError(.usage, "counters: expected tpm:tcp:HOST:PORT, not '\(spec)'")
-        }
-        return TPMCounters(transport: TPMSocketTransport(host: String(rest[..<colon]), port: port), spec: spec)
-    }
     if spec.hasPrefix("tpm:") {
-        let path = String(spec.dropFirst(4))
-        guard path.hasPrefix("/") else { throw CounterError(.usage, "counters: expected tpm:/dev/tpmrm0, not '\(spec)'") }
-        return TPMCounters(transport: TPMDeviceTransport(path: path), spec: spec)
+        return TPMCounters(transport: try openTPM(spec, what: "counters"), spec: spec)
     }
     throw CounterError(.usage, "counters: '\(spec)' is not file:PATH, tpm:/dev/tpmrm0 or tpm:tcp:HOST:PORT")
 }

@@ -23,7 +23,7 @@ public final class TPMCounters: RollbackCounters {
     private var bases: [UInt64]?
     /// The owner hierarchy's password, for the NV_DefineSpace of provisioning only; empty
     /// until `useOwnerAuthorization` gives one (boot and mark-successful never need it).
-    private var ownerAuth: [UInt8] = []
+    var ownerAuth: [UInt8] = []
 
     init(transport: TPMTransport, spec: String) {
         self.transport = transport
@@ -41,6 +41,7 @@ public final class TPMCounters: RollbackCounters {
         case define(UInt32, attributes: UInt32, size: UInt16)
         case write(UInt32, [UInt8])
         case writeLock(UInt32)
+        case writeAsOwner(UInt32, [UInt8])
     }
 
     static func marshal(_ request: Request, ownerAuth: [UInt8]) throws(TPMError) -> [UInt8] {
@@ -56,24 +57,26 @@ public final class TPMCounters: RollbackCounters {
             length = try TPM2.Build.nvDefineSpace(&span, index, attributes: attributes, dataSize: size, ownerAuth: ownerAuth.span)
         case .write(let index, let data): length = try TPM2.Build.nvWrite(&span, index, data: data.span)
         case .writeLock(let index): length = try TPM2.Build.nvWriteLock(&span, index)
+        case .writeAsOwner(let index, let data):
+            length = try TPM2.Build.nvWriteAsOwner(&span, index, data: data.span, ownerAuth: ownerAuth.span)
         }
         return Array(buffer[0..<length])
     }
 
-    private func run(_ what: String, _ request: Request) throws(CounterError) -> [UInt8] {
+    func run(_ what: String, _ request: Request) throws(CounterError) -> [UInt8] {
         let command: [UInt8]
         do { command = try TPMCounters.marshal(request, ownerAuth: ownerAuth) } catch { throw CounterError(.internalError, "\(what): \(error.reason)") }
         return try transport.transact(command)
     }
 
-    private func fail(_ what: String, _ error: TPMError) -> CounterError {
+    func fail(_ what: String, _ error: TPMError) -> CounterError {
         if case .responseCode(let code) = error {
             return CounterError("TPM \(transport.name): \(what): \(TPMCounters.describe(TPMResponseCode(code)))")
         }
         return CounterError("TPM \(transport.name): \(what): \(error.reason)")
     }
 
-    private func expectOK(_ what: String, _ response: [UInt8]) throws(CounterError) {
+    func expectOK(_ what: String, _ response: [UInt8]) throws(CounterError) {
         do { _ = try TPM2.checkResponse(response.span) } catch { throw fail(what, error) }
     }
 

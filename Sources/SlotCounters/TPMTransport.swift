@@ -28,10 +28,10 @@ public final class TPMDeviceTransport: TPMTransport {
         // would otherwise hang the boot in open(2) or read(2).
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK) } catch {
-            throw CounterError("TPM \(path): cannot open: \(error)")
+            throw CounterError.notSent("TPM \(path): cannot open: \(error)")
         }
         guard let info = try? fd.status(), info.st_mode & mode_t(S_IFMT) == mode_t(S_IFCHR) else {
-            throw CounterError("TPM \(path): not a character device (a TPM is /dev/tpmrm0 or /dev/tpm0)")
+            throw CounterError.notSent("TPM \(path): not a character device (a TPM is /dev/tpmrm0 or /dev/tpm0)")
         }
         fd.blockFromNowOn()
         do { try fd.writeAll(command) } catch { throw CounterError("TPM \(path): write failed: \(error)") }
@@ -69,17 +69,17 @@ public final class TPMSocketTransport: TPMTransport {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &address.sin_addr) == 1 else {
-            throw CounterError(.usage, "TPM \(name): host must be an IPv4 address")
+            throw CounterError.notSent(.usage, "TPM \(name): host must be an IPv4 address")
         }
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.tcpSocket() } catch { throw CounterError("TPM \(name): socket: \(error)") }
+        do { fd = try FileDescriptor.tcpSocket() } catch { throw CounterError.notSent("TPM \(name): socket: \(error)") }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd.raw, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd.raw, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { throw CounterError("TPM \(name): cannot connect: \(Errno.current)") }
+        guard connected == 0 else { throw CounterError.notSent("TPM \(name): cannot connect: \(Errno.current)") }
         do { try fd.sendAll(command) } catch { throw CounterError("TPM \(name): send failed: \(error)") }
         var response = try receive(fd, count: 10)
         let size = Int(response[2]) << 24 | Int(response[3]) << 16 | Int(response[4]) << 8 | Int(response[5])
@@ -105,5 +105,16 @@ public final class TPMSocketTransport: TPMTransport {
         if let failure { throw CounterError("TPM \(name): no answer: \(failure)") }
         guard got == count else { throw CounterError("TPM \(name): connection closed mid-response") }
         return bytes
+    }
+}
+
+extension CounterError {
+    /// A transport failure before the command left: the TPM never saw it.
+    static func notSent(_ message: String) -> CounterError { notSent(.countersUnavailable, message) }
+
+    static func notSent(_ code: StatusCode, _ message: String) -> CounterError {
+        var error = CounterError(code, message)
+        error.commandSent = false
+        return error
     }
 }

@@ -66,4 +66,35 @@ public struct KeyDirectory {
     }
 
     public func key(id: [UInt8]) -> PublicKey? { keys.first { $0.keyID == id } }
+
+    /// No key is trusted: each moves to `problems` with `reason` (a pin that cannot be read).
+    public mutating func refuseAll(_ reason: String) {
+        for key in keys { problems.append("\(key.path): refused: \(reason)") }
+        if keys.isEmpty { problems.append(reason) }
+        keys = []
+    }
+
+    /// Keys whose id is not in `pin` stop being trusted (spec/keys.md): each is moved to
+    /// `problems`, so a key file added or swapped without the TPM owner is refused by name
+    /// while the pinned keys go on working. `source` names where the pin lives.
+    public mutating func keepPinned(_ pin: KeyPin, source: String) {
+        var kept: [PublicKey] = []
+        for key in keys {
+            if pin.pins(key.keyID) {
+                kept.append(key)
+            } else {
+                problems.append("\(key.path): key \(key.keyID.hexText) is not pinned in \(source); refused "
+                    + "(slotctl keys pin --add names a new key to the TPM)")
+            }
+        }
+        keys = kept
+    }
+}
+
+extension KeyPin {
+    /// Whether the key id (32 bytes, as `PublicKey.keyID`) is pinned.
+    public func pins(_ id: [UInt8]) -> Bool {
+        let bytes = id
+        return contains(bytes.span)
+    }
 }

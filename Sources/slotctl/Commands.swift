@@ -126,10 +126,24 @@ struct Commands {
         do { return try openCounters(spec) } catch { throw CLIError(error.code, error.message) }
     }
 
+    /// The trusted keys: the key directory less every key the TPM's pin does not name
+    /// (spec/keys.md). The pin is read whenever the counters are in a TPM, so a key file
+    /// added or swapped by someone without the TPM owner's password is never trusted; a
+    /// pin that cannot be read or is not slotctl's refuses the command (28).
+    func trustedKeys(_ counters: RollbackCounters?) throws(CLIError) -> KeyDirectory {
+        var keys = KeyDirectory(path: settings.keys)
+        guard let tpm = counters as? TPMCounters else { return keys }
+        let pin: KeyPin?
+        do { pin = try tpm.readKeyPin() } catch { throw CLIError(error.code, "key pin: \(error.message); no slot was judged or changed") }
+        if let pin { keys.keepPinned(pin, source: "TPM \(tpm.spec)") }
+        return keys
+    }
+
     /// The boot verifier: signatures (and rollback, with counters) unless verification
     /// is off; a key directory without a usable key is refused by the flows.
     func verifier(_ counters: RollbackCounters?) throws(CLIError) -> SlotVerifier {
         guard verifies else { return TableOnlyVerifier() }
-        return try flow { () throws(FlowError) in try SignedSlotVerifier.requiringKeys(KeyDirectory(path: settings.keys), counters: counters) }
+        let keys = try trustedKeys(counters)
+        return try flow { () throws(FlowError) in try SignedSlotVerifier.requiringKeys(keys, counters: counters) }
     }
 }

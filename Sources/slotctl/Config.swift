@@ -35,6 +35,29 @@ struct Settings {
     /// How long one disk operation may take before slotctl gives up on the disk
     /// (spec/locking.md); 0 turns the bound off.
     var ioTimeout: Double = 120
+    /// The PCR `boot` measures the verified slot into; nil: no measurement
+    /// (spec/measured-boot.md says why that is the default).
+    var measurePCR: UInt32?
+    /// The TPM for measuring; nil: the counters' TPM, else /dev/tpmrm0.
+    var measureTPM: String?
+    var measureLog = "/run/log/systemd/tpm2-measure.log"
+
+    /// The TPM `measure` names: measure_tpm, else the counters' TPM, else /dev/tpmrm0.
+    var measuringTPM: String {
+        if let measureTPM { return measureTPM }
+        if let counters, counters.hasPrefix("tpm:") { return counters }
+        return "/dev/tpmrm0"
+    }
+}
+
+/// `pcr:N` for N in 8...16 or 23, or `none` (spec/measured-boot.md): 0...7 are the
+/// firmware's, 17...22 DRTM's.
+func parseMeasure(_ text: String, source: String) throws(CLIError) -> UInt32? {
+    if text == "none" { return nil }
+    guard text.hasPrefix("pcr:"), let pcr = UInt32(text.dropFirst(4)), (8...16).contains(pcr) || pcr == 23 else {
+        throw CLIError(.usage, "\(source): measure must be pcr:N with N in 8...16 or 23, or none, not '\(text)'")
+    }
+    return pcr
 }
 
 /// A plain decimal number of seconds ("10", "0.5"); no sign, exponent or spaces. Ours,
@@ -173,6 +196,18 @@ enum Config {
         ConfigKey("lock_timeout", "SECONDS", default: "10",
                   help: "how long a command waits for the disk's lock held by another slotctl (0...3600)") {
             (settings, value, source) throws(CLIError) in settings.lockTimeout = try parseLockTimeout(value, source: source)
+        },
+        ConfigKey("measure", "pcr:N|none", default: "none: boot measures nothing",
+                  help: "the PCR boot extends with the verified slot's event (8...16 or 23; spec/measured-boot.md)") {
+            (settings, value, source) throws(CLIError) in settings.measurePCR = try parseMeasure(value, source: source)
+        },
+        ConfigKey("measure_tpm", "DEVICE|tcp:HOST:PORT", default: "the counters' TPM, else /dev/tpmrm0",
+                  help: "the TPM that measure extends") {
+            settings, value, _ in settings.measureTPM = value
+        },
+        ConfigKey("measure_log", "PATH", default: "/run/log/systemd/tpm2-measure.log",
+                  help: "the measurement log boot appends to (systemd's, CEL-JSON)") {
+            settings, value, _ in settings.measureLog = value
         },
         ConfigKey("io_timeout", "SECONDS", default: "120",
                   help: "how long one disk operation may take, plus 1 s per MiB, before slotctl gives up on the disk "

@@ -84,10 +84,10 @@ extension Commands {
 extension Commands {
     /// The TPM owner password from --owner-auth-file or --owner-auth-fd, if either is
     /// given (spec/rollback.md, "Owner authorization"); never from an argument itself.
-    func ownerAuthorization() throws(CLIError) -> [UInt8]? {
+    func ownerAuthorization(for command: String = "counters provision") throws(CLIError) -> [UInt8]? {
         let file = line.flags["--owner-auth-file"], descriptor = line.flags["--owner-auth-fd"]
         guard file == nil || descriptor == nil else {
-            throw CLIError(.usage, "counters provision: --owner-auth-file and --owner-auth-fd are two ways to give one password; give one")
+            throw CLIError(.usage, "\(command): --owner-auth-file and --owner-auth-fd are two ways to give one password; give one")
         }
         var number: Int32? = nil
         if let descriptor {
@@ -100,7 +100,7 @@ extension Commands {
             if let file { return try SecretFiles.read(path: file) }
             if let number { return try SecretFiles.read(descriptor: number) }
         } catch {
-            throw CLIError(.usage, "counters provision: owner authorization: \(error.message)")
+            throw CLIError(.usage, "\(command): owner authorization: \(error.message)")
         }
         return nil
     }

@@ -84,6 +84,15 @@ enum Grammar {
                                  + "(default 120; 0: unbounded)")) {
             (line, value) throws(CLIError) in line.overrides.ioTimeout = try parseIOTimeout(value, source: "--io-timeout")
         },
+        .init(option: OptionSpec("--measure", "pcr:N|none", help: "the PCR boot measures the verified slot into (default none)")) {
+            (line, value) throws(CLIError) in line.overrides.measurePCR = try parseMeasure(value, source: "--measure")
+        },
+        .init(option: OptionSpec("--measure-tpm", "SPEC", help: "the TPM for measuring (default: the counters' TPM, else /dev/tpmrm0)")) {
+            $0.overrides.measureTPM = $1
+        },
+        .init(option: OptionSpec("--measure-log", "PATH", help: "the measurement log (default /run/log/systemd/tpm2-measure.log)")) {
+            $0.overrides.measureLog = $1
+        },
     ]
 
     static let tries = OptionSpec("--tries", "N", help: "boots on trial before it falls back (1...15, default \(Policy.defaultTries))")
@@ -193,6 +202,38 @@ enum Grammar {
                         from the command line; boot and mark-successful never need it.
                         """,
                     run: { (c) throws(CLIError) in try c.countersCommand() }),
+        CommandSpec(name: "keys", arguments: "[pin]", positional: 0...1,
+                    options: [OptionSpec("--add", "PEM", help: "with pin: pin a new public key, then copy it into the key directory"),
+                              OptionSpec("--remove", "PEM|KEYID", help: """
+                                  with pin: take a key out of the key directory, then \
+                                  out of the pin (refused while a slot that may boot needs it)
+                                  """),
+                              OptionSpec("--owner-auth-file", "FILE", help: "with pin: the TPM owner password, from a 0600 file"),
+                              OptionSpec("--owner-auth-fd", "N", help: "with pin: the TPM owner password, from descriptor N")],
+                    summary: "show the trusted keys and the TPM's pin (pin: pin them; --add, --remove: rotate)",
+                    details: """
+                        The pin lives in the counters' TPM (counters = tpm:...). Once pinned, a key file the pin \
+                        does not name is refused by boot, verify, install and status.\n\
+                        Rotation: keys pin --add new.pem; install images signed by it; keys pin --remove old.pem \
+                        (spec/keys.md).
+                        """,
+                    run: { (c) throws(CLIError) in try c.keysCommand() }),
+        CommandSpec(name: "measure", arguments: "[predict IMAGE]", positional: 0...2,
+                    options: [OptionSpec("--pcr", "N", help: "the PCR (default: measure = pcr:N from the config)"),
+                              OptionSpec("--slot", "SLOT", help: "with predict: the slot the image boots from"),
+                              OptionSpec("--from", "HEX", help: """
+                                  with predict: the PCR's value before slotctl's \
+                                  measurement (default zeros: no one else extends it)
+                                  """)],
+                    summary: "show the measured-boot PCR and its log (predict: the PCR after booting IMAGE)",
+                    details: """
+                        Without predict: the PCR's SHA-256 value from the TPM, the measurement log replayed \
+                        against it, and slotctl's last measurement.\n\
+                        predict verifies IMAGE with the trusted keys (--keys) and prints the value the PCR \
+                        holds after boot chooses it in slot SLOT (spec/measured-boot.md).\n\
+                        Example: slotctl --keys keys/ measure predict image.img --slot b --pcr 8
+                        """,
+                    run: { (c) throws(CLIError) in try c.measureCommand() }),
         CommandSpec(name: "sign", arguments: "PAYLOAD", positional: 1...1,
                     options: [OptionSpec("--key", "PEM", required: true, help: "the private key (ed25519, EC P-256, RSA 3072/4096)"),
                               OptionSpec("--rollback-index", "N", required: true, help: "the image's security version (0...65535)"),

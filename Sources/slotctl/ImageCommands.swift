@@ -107,8 +107,8 @@ extension Commands {
         } else {
             target = try flow { () throws(FlowError) in try InstallFlow.defaultTarget(try TableStore.load(disk), booted: booted) }
         }
-        let keys = KeyDirectory(path: settings.keys)
         let counters = try counters()
+        let keys = try trustedKeys(counters)
         var idleTimeout = InstallLimits.defaultStreamTimeout
         if let text = line.flags["--stream-timeout"] {
             guard let value = Int(text), value >= 1, value <= 86400 else {

@@ -1,4 +1,5 @@
 import SlotCore
+import SlotCrypto
 
 /// The parsed command line: global options (accepted before or after the command),
 /// the command word, its own options and positional arguments.
@@ -94,23 +95,17 @@ struct Invocation {
         if given.contains("--lock-timeout") { settings.lockTimeout = overrides.lockTimeout }
         if given.contains("--io-timeout") { settings.ioTimeout = overrides.ioTimeout }
         if given.contains("--json") { settings.json = true }
+        if given.contains("--measure") { settings.measurePCR = overrides.measurePCR }
+        if given.contains("--measure-tpm") { settings.measureTPM = overrides.measureTPM }
+        if given.contains("--measure-log") { settings.measureLog = overrides.measureLog }
         return settings
     }
 }
 
 /// Parses an even number of hex digits (at most 64 bytes).
 func parseHex(_ text: String, flag: String) throws(CLIError) -> [UInt8] {
-    let digits = Array(text.utf8)
-    guard digits.count % 2 == 0, digits.count <= 128 else { throw CLIError(.usage, "\(flag): '\(text)' is not up to 64 bytes of hex") }
-    var bytes: [UInt8] = []
-    var i = 0
-    while i < digits.count {
-        guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else {
-            throw CLIError(.usage, "\(flag): '\(text)' is not hex")
-        }
-        bytes.append(byte)
-        i += 2
-    }
+    guard text.utf8.count <= 128 else { throw CLIError(.usage, "\(flag): '\(text)' is not up to 64 bytes of hex") }
+    guard let bytes = [UInt8](hexText: text) else { throw CLIError(.usage, "\(flag): '\(text)' is not hex") }
     return bytes
 }
 

@@ -38,6 +38,9 @@ extension Commands {
                 warnings.append("booted slot not recorded: \(error.message)")
             }
         }
+        // Measured once the decision is on disk and the slot proven; never by the second
+        // stage of a kexec boot (stage-0 measured this slot: PCRs survive kexec).
+        let measurement = dryRun || chosen != nil ? nil : measureBoot(slot: slot.letter, descriptor: report.descriptor)
         let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
         // The descriptor the verifier proved, never a second read of the disk (spec/security.md).
         let verified = verifies ? report.descriptor : nil
@@ -77,6 +80,7 @@ extension Commands {
                     return o
                 }
             }
+            if let measurement { json.set("measurement", measurement) } else { json.setNull("measurement") }
             json.set("rejected", verdicts(report.rejected))
             json.set("exhausted", strings: report.exhausted.map(BootControl.letterText))
             json.set("unreadable", verdicts(report.unreadable))

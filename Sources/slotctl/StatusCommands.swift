@@ -26,8 +26,16 @@ extension Commands {
         let booted = try? bootedSlot()
         var json = Render.tableJSON(report.table, store: store)
         var text = Render.tableText(report.table, store: store)
-        let keys = verifies ? KeyDirectory(path: settings.keys) : nil
         let counters = try counters()
+        var keys: KeyDirectory? = nil
+        if verifies {
+            // status reports a pin it cannot read instead of failing: every key refused.
+            do { keys = try trustedKeys(counters) } catch {
+                var refused = KeyDirectory(path: settings.keys)
+                refused.refuseAll(error.message)
+                keys = refused
+            }
+        }
         let hasher = PayloadHasher()
         // Why slots stopped being bootable: advisory, so a state partition that cannot be
         // read is reported, never an error of status.
@@ -85,6 +93,22 @@ extension Commands {
             json.set("key_problems", strings: keys.problems)
             text += "verification: signature, \(keys.keys.count) trusted key(s) in \(keys.path)\n"
             for problem in keys.problems { text += "  key problem: \(problem)\n" }
+            // Whether the TPM pins the key set (keys.md); null without TPM counters.
+            if let tpm = counters as? TPMCounters {
+                switch Result(catching: { () throws(CounterError) in try tpm.readKeyPin() }) {
+                case .success(let pin?):
+                    json.set("keys_pinned", true)
+                    text += "keys: pinned in the TPM (\(pin.count) key(s); keys shows them)\n"
+                case .success(nil):
+                    json.set("keys_pinned", false)
+                    text += "keys: not pinned (keys pin records them in the TPM)\n"
+                case .failure(let error):
+                    json.setNull("keys_pinned")
+                    text += "keys: the TPM's pin cannot be read (\(error.message)): every key refused\n"
+                }
+            } else {
+                json.setNull("keys_pinned")
+            }
         } else {
             text += "verification: NONE (verification = none: slots are booted without signature checks)\n"
         }
@@ -104,13 +128,17 @@ extension Commands {
         let (countersJSON, countersText, _) = countersSummary(counters)
         json.set("counters", countersJSON)
         text += countersText
+        let (measured, measuredText) = measurementSummary()
+        if let measured { json.set("measurement", measured) } else { json.setNull("measurement") }
+        text += measuredText
         return (.ok, text, json)
     }
 
     /// `verify SLOT` or `verify --image FILE`: always checks signatures, whatever
     /// `verification` says, since that is what was asked.
     func verify() throws(CLIError) -> Outcome {
-        let keys = KeyDirectory(path: settings.keys)
+        let counters = try counters()
+        let keys = try trustedKeys(counters)
         let hasher = PayloadHasher()
         let report: ImageReport
         var subject: String
@@ -123,7 +151,7 @@ extension Commands {
                 throw CLIError(Commands.code(opening: error), "verify: \(error.description)")
             }
             device = image
-            report = imageReport(store, offset: 0, size: store.byteCount, device: device, keys: keys, counters: try counters(),
+            report = imageReport(store, offset: 0, size: store.byteCount, device: device, keys: keys, counters: counters,
                                  hasher: hasher).0
             subject = "image \(image)"
             json.set("image", image)
@@ -138,7 +166,7 @@ extension Commands {
             let slot = table.slots[index]
             device = Render.partitionDevice(store, table.partitionNumber(slot))
             report = imageReport(store, offset: table.byteOffset(slot), size: table.byteSize(slot), device: device, keys: keys,
-                                 counters: try counters(), hasher: hasher).0
+                                 counters: counters, hasher: hasher).0
             subject = "slot \(BootControl.letterText(letter)) (partition \(table.partitionNumber(slot)) of \(store.path))"
             json.set("slot", BootControl.letterText(letter))
             json.set("partition", table.partitionNumber(slot))

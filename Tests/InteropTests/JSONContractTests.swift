@@ -130,7 +130,8 @@ struct JSONContract {
                     "--booted-file", dir.appendingPathComponent("booted").path, "--cmdline-file", "/dev/null"]
         let sections = ["status": "status", "boot": "boot", "current": "current", "mark-successful": "change",
                         "mark-failed": "change", "set-active": "change", "verify": "verify", "install": "install",
-                        "sign": "sign", "version": "version", "counters": "counters-result", "format": "format"]
+                        "sign": "sign", "version": "version", "counters": "counters-result", "format": "format",
+                        "measure": "measure", "keys": "keys"]
         func json(_ args: [String], expect code: Int32 = 0, stdin: String? = nil) throws {
             let run = try Tools.slotctl(["--json"] + args, stdinFile: stdin)
             #expect(run.status == code, "\(args): \(run.status) \(run.stderr)")
@@ -206,6 +207,25 @@ struct JSONContract {
             guard case .object(let object) = try JSONValue.parse(String(line)) else { Issue.record("not an object: \(line)"); continue }
             contract.checkObject(object, section: "install-progress", at: "install --progress json")
         }
+
+        // Measured boot, into a software TPM: boot's measurement, status's last record,
+        // measure with and without a PCR, measure predict.
+        let tpm = try SoftwareTPM()
+        let measured = base + ["--measure", "pcr:8", "--measure-tpm", "tcp:127.0.0.1:\(tpm.port)",
+                               "--measure-log", dir.appendingPathComponent("measure.log").path]
+        try json(measured + ["set-active", "a"])
+        try json(measured + ["boot"])
+        try json(measured + ["status"])
+        try json(measured + ["measure"])
+        try json(measured + ["--measure", "none", "measure"])
+        try json(["--keys", keys.keys, "measure", "predict", plain, "--slot", "a", "--pcr", "8"])
+        // Keys: unpinned with file counters, then pinned in the TPM (its owner password empty).
+        try json(base + ["keys"])
+        let tpmCounters = measured + ["--counters", tpm.spec]
+        try json(tpmCounters + ["counters", "provision"])
+        try json(tpmCounters + ["keys"])
+        try json(tpmCounters + ["keys", "pin"])
+        try json(tpmCounters + ["status"])
 
         #expect(contract.errors.isEmpty, "\(contract.errors.joined(separator: "\n"))")
         // Everything the spec lists was printed by something above.

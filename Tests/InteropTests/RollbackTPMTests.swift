@@ -9,7 +9,7 @@ import Glibc
 final class SoftwareTPM {
     let dir: URL
     let port: UInt16
-    let process = Process()
+    private(set) var process = Process()
     var spec: String { "tpm:tcp:127.0.0.1:\(port)" }
     var tcti: String { "swtpm:host=127.0.0.1,port=\(port)" }
 
@@ -34,6 +34,13 @@ final class SoftwareTPM {
         }
         port = chosen
         try FileManager.default.createDirectory(atPath: dir.appendingPathComponent("state").path, withIntermediateDirectories: true)
+        try start()
+    }
+
+    /// Starts swtpm on the state directory: NV indices persist, PCRs start at zero (a
+    /// TPM2_Startup(CLEAR), as at a power-on).
+    private func start() throws {
+        process = Process()
         // A child of the test, not a daemon: a daemon would inherit Process's pipes.
         process.executableURL = URL(fileURLWithPath: "/usr/bin/swtpm")
         process.arguments = ["socket", "--tpm2",
@@ -48,6 +55,32 @@ final class SoftwareTPM {
         // Ready once the server port accepts connections.
         for _ in 0..<200 where Self.portIsFree(port) { usleep(10_000) }
         #expect(!Self.portIsFree(port), "swtpm listens on \(port)")
+    }
+
+    /// A power cycle of the TPM: stopped, then started again on the same state.
+    func restart() throws {
+        stop()
+        for _ in 0..<200 where !Self.portIsFree(port) { usleep(10_000) }
+        try start()
+    }
+
+    /// The TPM's whole state (NV, owner password), kept aside while it is stopped.
+    func snapshot(_ name: String) throws {
+        stop()
+        let copy = dir.appendingPathComponent("snapshot-\(name)")
+        try? FileManager.default.removeItem(at: copy)
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("state"), to: copy)
+        try start()
+    }
+
+    /// Back to a snapshot's state: as if everything since had never happened.
+    func restore(_ name: String) throws {
+        stop()
+        for _ in 0..<200 where !Self.portIsFree(port) { usleep(10_000) }
+        let state = dir.appendingPathComponent("state")
+        try FileManager.default.removeItem(at: state)
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("snapshot-\(name)"), to: state)
+        try start()
     }
 
     /// Stops the TPM by its pid and waits for it.

@@ -5,6 +5,8 @@
  * has reached the file (the page cache outlives a killed process). N = 0: never cut;
  * the number of mutating calls is written to stderr as "cutter: N calls".
  * Exit status: PROGRAM's, or 137 when cut. For Tests/model/replay.sh.
+ * With CUTTER_SYSCALLS=send in the environment the calls counted are sendto and sendmsg
+ * instead: each TPM command slotctl sends to a software TPM over TCP (KeyPinTests).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,7 +19,10 @@
 #include <unistd.h>
 #include <linux/ptrace.h>
 
+static int sending;
+
 static int mutating(long nr) {
+	if (sending) return nr == SYS_sendto || nr == SYS_sendmsg;
 	return nr == SYS_pwrite64 || nr == SYS_fsync || nr == SYS_fdatasync || nr == SYS_rename
 		|| nr == SYS_renameat || nr == SYS_renameat2 || nr == SYS_pwritev || nr == SYS_pwritev2
 		|| nr == SYS_sync_file_range || nr == SYS_msync;
@@ -26,6 +31,8 @@ static int mutating(long nr) {
 int main(int argc, char **argv) {
 	if (argc < 3) { fprintf(stderr, "usage: cutter N PROGRAM ARGS...\n"); return 64; }
 	long cut = atol(argv[1]);
+	const char *which = getenv("CUTTER_SYSCALLS");
+	sending = which != NULL && which[0] == 's';
 	pid_t child = fork();
 	if (child < 0) { perror("fork"); return 70; }
 	if (child == 0) {

@@ -105,6 +105,9 @@ cat > slotctl.conf <<EOF
 disk = /dev/vda
 keys = /etc/slotctl/keys
 counters = tpm:/dev/tpmrm0
+# Measured boot into PCR 8 (nothing else extends it here: SeaBIOS, no GRUB); the guest
+# prints `slotctl measure --json` and the host compares it with its own prediction.
+measure = pcr:8
 EOF
 cat > boot.conf <<'EOF'
 SLOTCTL_DISK_WAIT=30
@@ -168,6 +171,7 @@ mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo "QEMU-TEST: running version $(cat /etc/slot-version) from slot $(head -n 1 /run/slotctl/booted) root $(grep ' / ' /proc/mounts | head -n 1 | sed 's/^\([^ ]*\) [^ ]* [^ ]* \([^ ,]*\).*/\1 \2/')"
 echo "QEMU-TEST: kernel command line: $(cat /proc/cmdline)"
+echo "QEMU-TEST: measure: $(/usr/sbin/slotctl --json measure 2>&1)"
 # A slot that carries a kernel: what kexec would start from this very root (kexec flavour).
 [ -f /boot/slotctl/vmlinuz ] && echo "QEMU-TEST: kexec dry run: $(/usr/sbin/slotctl --json kexec --dry-run / 2>&1)"
 # What the initramfs told the kernel log about this boot.
@@ -278,6 +282,27 @@ boot() {
 		show_log
 	fi
 	grep -a -E "QEMU-TEST|slotctl-boot|slotctl-confirm|slotctl: warning|health:|Kernel panic|FATAL|System halted|reboot: Restarting" "$LOG" | tr -d '\r' | sed 's/^/    | /'
+}
+
+# The PCR the guest read through QEMU's TPM device (swtpm) against the host's prediction
+# for IMAGE in SLOT (spec/measured-boot.md); with "log", the guest's measurement log must
+# replay to it too (a kexec boot's log stays in stage-0's /run: the PCR alone is checked).
+expect_measured() { # image slot [log]
+	local predicted line
+	predicted=$("$HOST_SLOTCTL" --keys keys --json measure predict "$1" --slot "$2" --pcr 8 | sed -n 's/.*"value":"\([0-9a-f]*\)".*/\1/p')
+	line=$(grep -a "QEMU-TEST: measure: " "$LOG" | tr -d '\r' | head -n 1)
+	if [ -n "$predicted" ] && echo "$line" | grep -q "\"value\":\"$predicted\""; then
+		pass "boot $BOOT_NUMBER: PCR 8 read in the guest equals the host's prediction for $1 in slot $2 ($predicted)"
+	else
+		fail "boot $BOOT_NUMBER: PCR 8 is not the prediction $predicted for $1 in slot $2: $line"
+	fi
+	if [ "${3:-}" = log ]; then
+		if echo "$line" | grep -q '"log_matches":true' && echo "$line" | grep -q '"slot":"'"$2"'"'; then
+			pass "boot $BOOT_NUMBER: the guest's measurement log replays to PCR 8 and names slot $2"
+		else
+			fail "boot $BOOT_NUMBER: the guest's measurement log does not replay to PCR 8: $line"
+		fi
+	fi
 }
 
 show_log() { echo "=== console of boot $BOOT_NUMBER ($LOG):"; tr -d '\r' < "$LOG" | tail -n 80; }
@@ -405,6 +430,7 @@ if [ "$FLAVOUR" = kexec ]; then
 	expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotctl-root ro" \
 		"boot $BOOT_NUMBER: K1's initramfs verified a again and mounted it through dm-verity"
 	expect_console "booted slot confirmed" "boot $BOOT_NUMBER: a confirmed from its own kernel"
+	expect_measured v1.img a
 	expect_console 'QEMU-TEST: kexec dry run: \{"schema_version":1,"code":0,"status":"ok","command":"kexec","result":\{"slot":"a","root":"/","kernel_bytes":[1-9][0-9]+,"initrd_bytes":[1-9][0-9]+,"cmdline":"root=slotctl console=ttyS0 panic=-1 loglevel=4 slotctl.kernel=K1 slotctl.slot=a","dry_run":true\}\}' \
 		"boot $BOOT_NUMBER: kexec --json --dry-run on a's own verified root names its kernel, initramfs and command line (spec/json.md)"
 	expect_state 1 "15 0 1" "after boot $BOOT_NUMBER: a confirmed, one try spent (by stage-0 only)"
@@ -501,6 +527,7 @@ sgdisk -v disk.img | grep -q "No problems found" && pass "sgdisk -v: no problems
 boot "v1 in a"
 expect_console "QEMU-TEST: running version 1 from slot a root /dev/mapper/slotctl-root ro" "boot $BOOT_NUMBER: v1 runs from slot a on the dm-verity mapping, read-only"
 expect_console "booted slot confirmed" "boot $BOOT_NUMBER: health checks passed and a was confirmed"
+expect_measured v1.img a log
 expect_console "QEMU-KMSG: .*slotctl: slot a chosen: version '1', on trial, [0-9]+ tries left, /dev/vda1" \
 	"boot $BOOT_NUMBER: the kernel log says which slot was chosen, its version and tries left"
 if [ "$FLAVOUR" = dracut ]; then
