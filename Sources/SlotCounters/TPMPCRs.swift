@@ -13,6 +13,11 @@ public final class TPMPCRs {
     public struct BankDigest: Sendable {
         public let algorithm: UInt16
         public let digest: [UInt8]
+
+        public init(algorithm: UInt16, digest: [UInt8]) {
+            self.algorithm = algorithm
+            self.digest = digest
+        }
         /// "sha256", as systemd's measurement log and tpm2-tools name the bank.
         public var algorithmName: String { TPM2.algorithmName(algorithm).description }
     }

@@ -51,7 +51,12 @@ public enum MeasuredBoot {
     /// A SHA-256 PCR after extending `from` with the digest of `event`: what PCR_Event does
     /// in the SHA-256 bank.
     public static func extended(_ from: [UInt8], event: [UInt8]) -> [UInt8] {
-        SHA256Stream.digest(from + SHA256Stream.digest(event))
+        extendedByDigest(from, SHA256Stream.digest(event))
+    }
+
+    /// A SHA-256 PCR after extending `from` with `digest`.
+    public static func extendedByDigest(_ from: [UInt8], _ digest: [UInt8]) -> [UInt8] {
+        SHA256Stream.digest(from + digest)
     }
 
     /// `boot`'s measurement, after the chosen slot verified and its try is on disk. Never
@@ -80,6 +85,41 @@ public enum MeasuredBoot {
         return (measurement, nil)
     }
 
+    /// `boot --chosen`'s part (spec/kexec.md): stage-0 measured this slot before kexec, and
+    /// the PCR kept it (the TPM is not reset), but stage-0's log stayed in its own /run.
+    /// Records the measurement in this system's log when, and only when, the PCR equals
+    /// the log's replay extended with this slot's event: the log then replays to the PCR
+    /// again. No extend happens here. The record carries the SHA-256 bank only (the one
+    /// slotctl can compute); already recorded: nothing to do.
+    public static func adopt(slot: UInt8, descriptor: SlotDescriptor, target: Target) -> (Measurement?, String?) {
+        let event = event(slot: slot, descriptor: descriptor)
+        let text = String(decoding: event, as: UTF8.self)
+        let log: MeasurementLog
+        do { log = try MeasurementLog(path: target.logPath, timeout: target.lockTimeout) } catch {
+            return (nil, "stage-0's measurement not recorded: \(error.description)")
+        }
+        let records: [String]
+        do { records = try MeasurementLog.records(target.logPath) ?? [] } catch {
+            return (nil, "stage-0's measurement not recorded: \(error.description)")
+        }
+        if records.contains(where: { parseRecord($0).string == text }) { return (nil, nil) }
+        let value: [UInt8]?
+        do { value = try target.tpm.readSHA256(pcr: target.pcr) } catch {
+            return (nil, "stage-0's measurement not recorded: \(error.message)")
+        }
+        let expected = extended(replay(records, pcr: target.pcr).value, event: event)
+        guard let value, value == expected else {
+            return (nil, "PCR \(target.pcr) does not hold stage-0's measurement of slot \(String(UnicodeScalar(slot))) on top of "
+                + "\(target.logPath); not recorded (measure shows the PCR and the log)")
+        }
+        let measurement = Measurement(pcr: target.pcr, event: text,
+                                      digests: [TPMPCRs.BankDigest(algorithm: TPM2.algSHA256, digest: SHA256Stream.digest(event))])
+        do { try log.append(record(measurement)) } catch {
+            return (nil, "stage-0's measurement not recorded: \(error.description)")
+        }
+        return (measurement, nil)
+    }
+
     /// The CEL-JSON record, as systemd writes its own (without "recnum"), with slotctl's
     /// content type: the content's "string" is exactly the bytes that were hashed.
     public static func record(_ m: Measurement) -> String {
@@ -104,16 +144,16 @@ public enum MeasuredBoot {
         let bytes = Array(text.utf8)
         var record = LoggedRecord()
         if let value = valueAfter(key: "pcr", in: bytes, from: 0), let number = UInt32(value) { record.pcr = number }
+        // Each bank's entry: "hashAlg" then its "digest", as systemd and slotctl write them.
         var position = 0
         while let at = find(key: "hashAlg", in: bytes, from: position) {
             position = at
-            guard let algorithm = valueAfter(key: "hashAlg", in: bytes, from: at) else { break }
+            guard let algorithm = value(at: at, in: bytes) else { break }
             if algorithm == "sha256", let digestAt = find(key: "digest", in: bytes, from: at),
-               let hex = valueAfter(key: "digest", in: bytes, from: digestAt), let digest = [UInt8](hexText: hex), digest.count == 32 {
+               let hex = value(at: digestAt, in: bytes), let digest = [UInt8](hexText: hex), digest.count == 32 {
                 record.sha256 = digest
                 break
             }
-            position += 1
         }
         record.contentType = valueAfter(key: "content_type", in: bytes, from: 0)
         if let content = find(key: "content", in: bytes, from: 0) {
@@ -131,7 +171,7 @@ public enum MeasuredBoot {
             let record = parseRecord(text)
             guard record.pcr == pcr else { continue }
             guard let digest = record.sha256 else { gaps += 1; continue }
-            value = SHA256Stream.digest(value + digest)
+            value = extendedByDigest(value, digest)
             count += 1
         }
         return (value, count, gaps)
@@ -158,7 +198,12 @@ public enum MeasuredBoot {
     /// The string or number after `"key":` (found from `start`); nil for other values or
     /// a string with escapes (slotctl's own records have none).
     static func valueAfter(key: String, in bytes: [UInt8], from start: Int) -> String? {
-        guard var i = find(key: key, in: bytes, from: start) else { return nil }
+        find(key: key, in: bytes, from: start).flatMap { value(at: $0, in: bytes) }
+    }
+
+    /// The string or number starting at `start` (just after a key's colon).
+    static func value(at start: Int, in bytes: [UInt8]) -> String? {
+        var i = start
         while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D { i += 1 }
         guard i < bytes.count else { return nil }
         if bytes[i] == 0x22 {

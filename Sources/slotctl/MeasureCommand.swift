@@ -11,7 +11,9 @@ extension Commands {
     /// `boot`'s measurement, once the chosen slot verified and its try is on disk. Adds a
     /// warning instead of failing the boot (a boot without the measurement, never a wrong
     /// one). Returns the `measurement` object for --json (null when nothing was measured).
-    mutating func measureBoot(slot: UInt8, descriptor: SlotDescriptor?) -> JSONObject? {
+    /// With `stageZero` (boot --chosen) nothing is extended: stage-0's measurement is
+    /// recorded in this system's log when the PCR shows it (MeasuredBoot.adopt).
+    mutating func measureBoot(slot: UInt8, descriptor: SlotDescriptor?, stageZero: Bool = false) -> JSONObject? {
         guard let pcr = settings.measurePCR else { return nil }
         guard let descriptor else {
             warnings.append("not measured into PCR \(pcr): verification is off, so nothing was proven to measure")
@@ -24,7 +26,8 @@ extension Commands {
         }
         let target = MeasuredBoot.Target(pcr: pcr, tpm: TPMPCRs(transport: tpm), logPath: settings.measureLog,
                                          lockTimeout: settings.lockTimeout)
-        let (measurement, warning) = MeasuredBoot.measure(slot: slot, descriptor: descriptor, target: target)
+        let (measurement, warning) = stageZero ? MeasuredBoot.adopt(slot: slot, descriptor: descriptor, target: target)
+            : MeasuredBoot.measure(slot: slot, descriptor: descriptor, target: target)
         if let warning { warnings.append(warning) }
         return measurement.map(measurementJSON)
     }

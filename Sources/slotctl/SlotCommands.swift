@@ -38,9 +38,10 @@ extension Commands {
                 warnings.append("booted slot not recorded: \(error.message)")
             }
         }
-        // Measured once the decision is on disk and the slot proven; never by the second
-        // stage of a kexec boot (stage-0 measured this slot: PCRs survive kexec).
-        let measurement = dryRun || chosen != nil ? nil : measureBoot(slot: slot.letter, descriptor: report.descriptor)
+        // Measured once the decision is on disk and the slot proven. The second stage of a
+        // kexec boot extends nothing (stage-0 measured this slot; PCRs survive kexec): it
+        // records stage-0's measurement in this system's log when the PCR shows it.
+        let measurement = dryRun ? nil : measureBoot(slot: slot.letter, descriptor: report.descriptor, stageZero: chosen != nil)
         let device = Render.partitionDevice(store, report.table.partitionNumber(slot))
         // The descriptor the verifier proved, never a second read of the disk (spec/security.md).
         let verified = verifies ? report.descriptor : nil

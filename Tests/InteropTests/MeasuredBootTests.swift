@@ -173,11 +173,27 @@ import Glibc
         #expect(try rig.slotctl(["boot", "--dry-run"]).status == 0)
         #expect(try rig.slotctl(["boot", "--chosen", "b"]).status == 0)
         #expect(try rig.pcrread() == expectedB)
+        // The kexec'd system's log (a fresh /run): --chosen records stage-0's measurement,
+        // which the PCR shows, so that log replays to the PCR too; once.
+        let slotLog = rig.path("slot-run/tpm2-measure.log")
+        run = try rig.slotctl(["--measure-log", slotLog, "--json", "boot", "--chosen", "b"])
+        let adopted = (try Tools.json(run.stdout)["result"] as! [String: Any])["measurement"] as? [String: Any]
+        #expect(run.status == 0 && (adopted?["event"] as? String)?.hasPrefix("slotctl boot slot=b ") == true, "\(run.stdout) \(run.stderr)")
+        #expect(try rig.slotctl(["--measure-log", slotLog, "boot", "--chosen", "b"]).status == 0)
+        run = try rig.slotctl(["--measure-log", slotLog, "--json", "measure"])
+        let slotView = try Tools.json(run.stdout)["result"] as! [String: Any]
+        #expect(slotView["log_matches"] as? Bool == true && slotView["log_records"] as? Int == 1, "\(run.stdout) \(run.stderr)")
+        #expect(try rig.pcrread() == expectedB, "--chosen extends nothing")
 
         // A power cycle and no slotctl measurement at all: the PCR is zero; no unseal.
         try rig.tpm.restart()
         #expect(try rig.pcrread() == [UInt8](repeating: 0, count: 32))
         #expect(try rig.unseal() == nil, "no measurement: no secret")
+        // --chosen records nothing the PCR does not show.
+        let emptyLog = rig.path("slot-run-2/tpm2-measure.log")
+        run = try rig.slotctl(["--measure-log", emptyLog, "boot", "--chosen", "b"])
+        #expect(run.status == 0 && run.stderr.contains("does not hold stage-0's measurement"), "\(run.stderr)")
+        #expect(((try? Data(contentsOf: URL(fileURLWithPath: emptyLog))) ?? Data()).isEmpty)
 
         // b refused (its payload altered after signing): a boots, and the PCR says a.
         try rig.tpm.restart()
