@@ -28,14 +28,13 @@ public struct KeyPin: Equatable, Sendable {
     public func idByte(_ index: Int, _ byte: Int) -> UInt8 { ids[index * 32 + byte] }
 
     /// Whether `id` (32 bytes) is pinned.
-    public func contains(_ id: Span<UInt8>) -> Bool {
-        guard id.count == 32 else { return false }
-        for k in 0..<count {
-            var same = true
-            for i in 0..<32 where ids[k * 32 + i] != id[i] { same = false; break }
-            if same { return true }
-        }
-        return false
+    public func contains(_ id: Span<UInt8>) -> Bool { index(of: id) != nil }
+
+    /// Where `id` stands among the pinned ids, nil when it is not pinned.
+    func index(of id: Span<UInt8>) -> Int? {
+        guard id.count == 32 else { return nil }
+        for k in 0..<count where KeyPin.compare(id, ids, k) == 0 { return k }
+        return nil
     }
 
     /// Adds `id` in order; false when it is there already or the pin is full.
@@ -55,17 +54,11 @@ public struct KeyPin: Equatable, Sendable {
 
     /// Removes `id`; false when it is not pinned.
     public mutating func remove(_ id: Span<UInt8>) -> Bool {
-        guard id.count == 32 else { return false }
-        for k in 0..<count {
-            var same = true
-            for i in 0..<32 where ids[k * 32 + i] != id[i] { same = false; break }
-            guard same else { continue }
-            for j in k..<(count - 1) { for i in 0..<32 { ids[j * 32 + i] = ids[(j + 1) * 32 + i] } }
-            for i in 0..<32 { ids[(count - 1) * 32 + i] = 0 }
-            count -= 1
-            return true
-        }
-        return false
+        guard let k = index(of: id) else { return false }
+        for j in k..<(count - 1) { for i in 0..<32 { ids[j * 32 + i] = ids[(j + 1) * 32 + i] } }
+        for i in 0..<32 { ids[(count - 1) * 32 + i] = 0 }
+        count -= 1
+        return true
     }
 
     /// -1, 0, 1 as `id` sorts before, equal to or after pinned key `k`.
@@ -85,7 +78,7 @@ public struct KeyPin: Equatable, Sendable {
         var pin = KeyPin()
         for i in 0..<(32 * maxKeys) { pin.ids[i] = bytes[16 + i] }
         pin.count = count
-        for k in 1..<max(count, 1) where compare(bytes.extracting((16 + k * 32)..<(16 + k * 32 + 32)), pin.ids, k - 1) <= 0 {
+        for k in 1..<count where compare(bytes.extracting((16 + k * 32)..<(16 + k * 32 + 32)), pin.ids, k - 1) <= 0 {
             return nil
         }
         for i in (32 * count)..<(32 * maxKeys) where pin.ids[i] != 0 { return nil }

@@ -9,6 +9,11 @@
 /// payload digest or the dm-verity root hash, the version and the rollback claim).
 /// Written into a caller's fixed buffer: the core allocates nothing.
 public enum MeasurementEvent {
+    /// PCRs `measure` accepts (spec/measured-boot.md): the OS's range 8...15 (TCG PC
+    /// Client), and 16 and 23, which anyone may reset (tests and debugging only). 0...7
+    /// belong to the firmware, 17...22 to DRTM (not extendable from locality 0).
+    public static func acceptsPCR(_ pcr: UInt32) -> Bool { (8...16).contains(pcr) || pcr == 23 }
+
     /// The longest event: "slotctl boot slot=X location=4294967295
     /// index=18446744073709551615 key=<64> descriptor=<64>" is 211 bytes.
     public static let maxSize = 211

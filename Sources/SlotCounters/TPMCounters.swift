@@ -69,12 +69,7 @@ public final class TPMCounters: RollbackCounters {
         return try transport.transact(command)
     }
 
-    func fail(_ what: String, _ error: TPMError) -> CounterError {
-        if case .responseCode(let code) = error {
-            return CounterError("TPM \(transport.name): \(what): \(TPMCounters.describe(TPMResponseCode(code)))")
-        }
-        return CounterError("TPM \(transport.name): \(what): \(error.reason)")
-    }
+    func fail(_ what: String, _ error: TPMError) -> CounterError { transport.failure(what, error) }
 
     func expectOK(_ what: String, _ response: [UInt8]) throws(CounterError) {
         do { _ = try TPM2.checkResponse(response.span) } catch { throw fail(what, error) }

@@ -41,7 +41,7 @@ public final class TPMPCRs {
                 digests.append(BankDigest(algorithm: algorithm, digest: (0..<digest.count).map { digest[$0] }))
             }
         } catch {
-            var failure = fail(what, error)
+            var failure = transport.failure(what, error)
             // A response code: the TPM refused the command, so nothing was extended.
             if case .responseCode = error { failure.commandSent = false }
             throw failure
@@ -62,15 +62,8 @@ public final class TPMPCRs {
         var value = [UInt8](repeating: 0, count: 32)
         var out = value.mutableSpan
         let found: Bool
-        do { found = try TPM2.parsePCRReadSHA256(response.span, pcr: pcr, into: &out) } catch { throw fail(what, error) }
+        do { found = try TPM2.parsePCRReadSHA256(response.span, pcr: pcr, into: &out) } catch { throw transport.failure(what, error) }
         return found ? value : nil
-    }
-
-    private func fail(_ what: String, _ error: TPMError) -> CounterError {
-        if case .responseCode(let code) = error {
-            return CounterError("TPM \(transport.name): \(what): \(TPMCounters.describe(TPMResponseCode(code)))")
-        }
-        return CounterError("TPM \(transport.name): \(what): \(error.reason)")
     }
 }
 

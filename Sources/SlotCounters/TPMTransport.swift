@@ -108,6 +108,17 @@ public final class TPMSocketTransport: TPMTransport {
     }
 }
 
+extension TPMTransport {
+    /// A command's failure as the counters and the PCRs report it: "TPM NAME: WHAT: " and
+    /// the response code by name with its hint, or what was wrong with the response.
+    func failure(_ what: String, _ error: TPMError) -> CounterError {
+        if case .responseCode(let code) = error {
+            return CounterError("TPM \(name): \(what): \(TPMCounters.describe(TPMResponseCode(code)))")
+        }
+        return CounterError("TPM \(name): \(what): \(error.reason)")
+    }
+}
+
 extension CounterError {
     /// A transport failure before the command left: the TPM never saw it.
     static func notSent(_ message: String) -> CounterError { notSent(.countersUnavailable, message) }

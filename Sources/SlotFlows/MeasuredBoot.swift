@@ -29,11 +29,6 @@ public enum MeasuredBoot {
         public let digests: [TPMPCRs.BankDigest]
     }
 
-    /// PCRs `measure` accepts: the OS's range 8...15 (TCG PC Client), and 16 and 23, which
-    /// anyone may reset (for tests and debugging only, spec/measured-boot.md). 0...7 belong
-    /// to the firmware, 17...22 to DRTM (not extendable from locality 0).
-    public static func acceptsPCR(_ pcr: UInt32) -> Bool { (8...16).contains(pcr) || pcr == 23 }
-
     /// The event of `slot` booting the image `descriptor` describes (MeasurementEvent).
     public static func event(slot: UInt8, descriptor: SlotDescriptor) -> [UInt8] {
         var signed = [UInt8](repeating: 0, count: SlotDescriptor.signedSize)

@@ -17,8 +17,7 @@ public final class MeasurementLog {
     /// regular file is refused: the log is never written through someone else's name.
     public init(path: String, timeout: Double) throws(StorageError) {
         self.path = path
-        let directory = SmallFiles.parentDirectory(path)
-        if access(directory, F_OK) != 0 { MeasurementLog.makeDirectories(directory) }
+        SmallFiles.makeDirectories(SmallFiles.parentDirectory(path))
         do { fd = try FileDescriptor.open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode: 0o600) } catch {
             throw StorageError(.open, path: path, detail: "cannot open the measurement log: \(error)")
         }
@@ -29,17 +28,7 @@ public final class MeasurementLog {
         }
         mode = info.st_mode & 0o7777
         fd.blockFromNowOn()
-        var waited = 0.0
-        while true {
-            let locked: Bool
-            do { locked = try fd.tryLock(exclusive: true) } catch { throw StorageError(.locked, path: path, detail: "cannot lock: \(error)") }
-            if locked { break }
-            guard waited < timeout else {
-                throw StorageError(.locked, path: path, detail: "another process holds the measurement log's lock (waited \(Int(timeout)) s)")
-            }
-            usleep(20_000)
-            waited += 0.02
-        }
+        try FileLock.acquire(fd, .exclusive, timeout: timeout, path: path)
     }
 
     /// True when the sticky bit was set before slotctl opened it: a writer before us died
@@ -87,11 +76,5 @@ public final class MeasurementLog {
         var info = stat()
         guard lstat(path, &info) == 0 else { return nil }
         return info.st_mode & sticky != 0
-    }
-
-    private static func makeDirectories(_ path: String) {
-        let parent = SmallFiles.parentDirectory(path)
-        if parent != path, access(parent, F_OK) != 0 { makeDirectories(parent) }
-        mkdir(path, 0o755)
     }
 }

@@ -67,6 +67,16 @@ public enum SmallFiles {
         text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" })
     }
 
+    /// Creates `path` and any missing parents (mode 0755), for the files slotctl keeps
+    /// under /run: the booted record, the measurement log. Best effort: the open that
+    /// follows says what went wrong.
+    public static func makeDirectories(_ path: String) {
+        guard access(path, F_OK) != 0 else { return }
+        let parent = parentDirectory(path)
+        if parent != path { makeDirectories(parent) }
+        mkdir(path, 0o755)
+    }
+
     public static func parentDirectory(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])

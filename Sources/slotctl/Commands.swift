@@ -131,12 +131,18 @@ struct Commands {
     /// added or swapped by someone without the TPM owner's password is never trusted; a
     /// pin that cannot be read or is not slotctl's refuses the command (28).
     func trustedKeys(_ counters: RollbackCounters?) throws(CLIError) -> KeyDirectory {
+        try pinnedKeys(counters).keys
+    }
+
+    /// The trusted keys and the pin they were judged by (nil: no TPM counters, or no pin
+    /// in force), for `status`, which shows both.
+    func pinnedKeys(_ counters: RollbackCounters?) throws(CLIError) -> (keys: KeyDirectory, pin: KeyPin?) {
         var keys = KeyDirectory(path: settings.keys)
-        guard let tpm = counters as? TPMCounters else { return keys }
+        guard let tpm = counters as? TPMCounters else { return (keys, nil) }
         let pin: KeyPin?
         do { pin = try tpm.readKeyPin() } catch { throw CLIError(error.code, "key pin: \(error.message); no slot was judged or changed") }
         if let pin { keys.keepPinned(pin, source: "TPM \(tpm.spec)") }
-        return keys
+        return (keys, pin)
     }
 
     /// The boot verifier: signatures (and rollback, with counters) unless verification

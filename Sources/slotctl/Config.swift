@@ -54,7 +54,7 @@ struct Settings {
 /// firmware's, 17...22 DRTM's.
 func parseMeasure(_ text: String, source: String) throws(CLIError) -> UInt32? {
     if text == "none" { return nil }
-    guard text.hasPrefix("pcr:"), let pcr = UInt32(text.dropFirst(4)), (8...16).contains(pcr) || pcr == 23 else {
+    guard text.hasPrefix("pcr:"), let pcr = UInt32(text.dropFirst(4)), MeasurementEvent.acceptsPCR(pcr) else {
         throw CLIError(.usage, "\(source): measure must be pcr:N with N in 8...16 or 23, or none, not '\(text)'")
     }
     return pcr

@@ -53,16 +53,22 @@ extension Commands {
         return keys
     }
 
+    /// A pin of exactly `keys`' ids; more than a pin holds is refused, never cut short.
+    func directoryPin(_ keys: KeyDirectory, _ what: String) throws(CLIError) -> KeyPin {
+        guard keys.keys.count <= KeyPin.maxKeys else {
+            throw CLIError(.usage, "\(what): \(keys.keys.count) keys; a pin holds at most \(KeyPin.maxKeys)")
+        }
+        var pin = KeyPin()
+        for key in keys.keys { let id = key.keyID; _ = pin.insert(id.span) }
+        return pin
+    }
+
     /// `keys pin`: pins exactly the directory's keys. Never narrower than what boot uses
     /// now (the directory less unpinned keys), so no slot that boots stops booting.
     func pinDirectory(_ tpm: TPMCounters) throws(CLIError) -> String {
         let keys = try usableDirectory("keys pin")
         guard !keys.keys.isEmpty else { throw CLIError(.usage, "keys pin: \(settings.keys) holds no key; there is nothing to pin") }
-        guard keys.keys.count <= KeyPin.maxKeys else {
-            throw CLIError(.usage, "keys pin: \(keys.keys.count) keys; a pin holds at most \(KeyPin.maxKeys)")
-        }
-        var pin = KeyPin()
-        for key in keys.keys { let id = key.keyID; _ = pin.insert(id.span) }
+        let pin = try directoryPin(keys, "keys pin")
         if try currentPin(tpm) == pin { return "keys pin: the TPM pins these \(pin.count) key(s) already; nothing written" }
         try writePin(pin, tpm)
         return "keys pin: pinned \(pin.count) key(s) of \(settings.keys) in the TPM \(tpm.spec) (NV index 0x\(String(TPMCounters.keyPinIndex, radix: 16)))"
@@ -89,9 +95,7 @@ extension Commands {
             pin = current
         } else {
             // First pin: the directory's keys as they are, plus the new one.
-            let keys = try usableDirectory("keys pin --add")
-            pin = KeyPin()
-            for k in keys.keys { let id = k.keyID; _ = pin.insert(id.span) }
+            pin = try directoryPin(try usableDirectory("keys pin --add"), "keys pin --add")
         }
         let id = key.keyID
         var wrote = false

@@ -47,8 +47,7 @@ extension Commands {
     }
 
     /// The last record slotctl appended to the log, if any: (pcr, event, slot).
-    func lastSlotctlMeasurement() -> (pcr: UInt32, event: String, slot: String)? {
-        guard let records = try? MeasurementLog.records(settings.measureLog) else { return nil }
+    func lastSlotctlMeasurement(_ records: [String]) -> (pcr: UInt32, event: String, slot: String)? {
         for text in records.reversed() {
             let record = MeasuredBoot.parseRecord(text)
             guard record.contentType == "slotctl", let pcr = record.pcr, let event = record.string else { continue }
@@ -60,9 +59,12 @@ extension Commands {
         return nil
     }
 
-    /// `status`'s measurement line and object (null when slotctl never measured this boot).
-    func measurementSummary() -> (JSONObject?, String) {
-        guard let last = lastSlotctlMeasurement() else {
+    /// `status`'s and `measure`'s measurement line and object (null when slotctl never
+    /// measured this boot); `records`: the log's, nil to read them here (an unreadable log
+    /// is no measurement for `status`).
+    func measurementSummary(_ records: [String]? = nil) -> (JSONObject?, String) {
+        let all = records ?? ((try? MeasurementLog.records(settings.measureLog)).flatMap { $0 } ?? [])
+        guard let last = lastSlotctlMeasurement(all) else {
             let text = settings.measurePCR.map { "measured: nothing in \(settings.measureLog) yet (measure = pcr:\($0))\n" } ?? ""
             return (nil, text)
         }
@@ -77,7 +79,7 @@ extension Commands {
     /// `measure [--pcr N]` and `measure predict IMAGE --slot S [--pcr N] [--from HEX]`.
     func measureCommand() throws(CLIError) -> Outcome {
         let pcrFlag = try line.flags["--pcr"].map { (text: String) throws(CLIError) -> UInt32 in
-            guard let value = UInt32(text), MeasuredBoot.acceptsPCR(value) else {
+            guard let value = UInt32(text), MeasurementEvent.acceptsPCR(value) else {
                 throw CLIError(.usage, "--pcr must be 8...16 or 23, not '\(text)'")
             }
             return value
@@ -108,7 +110,7 @@ extension Commands {
         guard let pcr else {
             json.setNull("pcr")
             text += "measure: none (set measure = pcr:N, or give --pcr N)\n"
-            let (last, line) = measurementSummary()
+            let (last, line) = measurementSummary(records ?? [])
             if let last { json.set("last", last) } else { json.setNull("last") }
             return (.ok, text + line, json)
         }
@@ -130,7 +132,7 @@ extension Commands {
         text += "log \(settings.measureLog): \(replay.count) record(s) for PCR \(pcr), replaying to \(replay.value.hexText): "
             + (matches ? "matches the TPM" : "does NOT match the TPM (something was measured without a record, or a record lacks sha256)")
             + (incomplete ? "; the log is marked incomplete (sticky bit)" : "") + "\n"
-        let (last, line) = measurementSummary()
+        let (last, line) = measurementSummary(records ?? [])
         if let last { json.set("last", last) } else { json.setNull("last") }
         return (.ok, text + line, json)
     }

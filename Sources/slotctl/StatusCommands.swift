@@ -28,12 +28,16 @@ extension Commands {
         var text = Render.tableText(report.table, store: store)
         let counters = try counters()
         var keys: KeyDirectory? = nil
+        // The pin the keys were judged by, read from the TPM once.
+        var pin: KeyPin? = nil
+        var pinFailure: String? = nil
         if verifies {
             // status reports a pin it cannot read instead of failing: every key refused.
-            do { keys = try trustedKeys(counters) } catch {
+            do { (keys, pin) = try pinnedKeys(counters) } catch {
                 var refused = KeyDirectory(path: settings.keys)
                 refused.refuseAll(error.message)
                 keys = refused
+                pinFailure = error.message
             }
         }
         let hasher = PayloadHasher()
@@ -94,18 +98,13 @@ extension Commands {
             text += "verification: signature, \(keys.keys.count) trusted key(s) in \(keys.path)\n"
             for problem in keys.problems { text += "  key problem: \(problem)\n" }
             // Whether the TPM pins the key set (keys.md); null without TPM counters.
-            if let tpm = counters as? TPMCounters {
-                switch Result(catching: { () throws(CounterError) in try tpm.readKeyPin() }) {
-                case .success(let pin?):
-                    json.set("keys_pinned", true)
-                    text += "keys: pinned in the TPM (\(pin.count) key(s); keys shows them)\n"
-                case .success(nil):
-                    json.set("keys_pinned", false)
-                    text += "keys: not pinned (keys pin records them in the TPM)\n"
-                case .failure(let error):
-                    json.setNull("keys_pinned")
-                    text += "keys: the TPM's pin cannot be read (\(error.message)): every key refused\n"
-                }
+            if let pinFailure {
+                json.setNull("keys_pinned")
+                text += "keys: the TPM's pin cannot be read (\(pinFailure)): every key refused\n"
+            } else if counters is TPMCounters {
+                json.set("keys_pinned", pin != nil)
+                text += pin.map { "keys: pinned in the TPM (\($0.count) key(s); keys shows them)\n" }
+                    ?? "keys: not pinned (keys pin records them in the TPM)\n"
             } else {
                 json.setNull("keys_pinned")
             }

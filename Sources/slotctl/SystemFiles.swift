@@ -17,8 +17,7 @@ enum SystemFiles {
     /// Replaces `path` with `text` power-cut safely (SmallFiles.replace). Creates the
     /// directory (mode 0755) if it is missing.
     static func writeAtomically(_ path: String, _ text: String) throws(CLIError) {
-        let directory = SmallFiles.parentDirectory(path)
-        if access(directory, F_OK) != 0 { makeDirectories(directory) }
+        SmallFiles.makeDirectories(SmallFiles.parentDirectory(path))
         do { try SmallFiles.replace(path, with: Array(text.utf8), mode: 0o644) } catch {
             throw CLIError(.ioError, error.description)
         }
@@ -69,11 +68,5 @@ enum SystemFiles {
         case mode_t(S_IFBLK): return .blockDevice
         default: return .other
         }
-    }
-
-    private static func makeDirectories(_ path: String) {
-        let parent = SmallFiles.parentDirectory(path)
-        if parent != path, access(parent, F_OK) != 0 { makeDirectories(parent) }
-        mkdir(path, 0o755)
     }
 }
