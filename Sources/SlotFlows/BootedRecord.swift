@@ -37,9 +37,16 @@ public struct BootedRecord {
         return BootedRecord(letter: letter, claim: claim)
     }
 
+    /// The characters the kernel splits its command line at (C's isspace, ASCII only;
+    /// "\r\n" is one Character to Swift). Character.isWhitespace would also take Unicode
+    /// spaces the kernel does not, and link the Unicode property tables into Embedded.
+    private static func isKernelSpace(_ c: Character) -> Bool {
+        c == " " || c == "\t" || c == "\n" || c == "\r" || c == "\r\n" || c == "\u{0B}" || c == "\u{0C}"
+    }
+
     /// `slotctl.slot=X` on a kernel command line; nil when it names none.
     public static func fromCommandLine(_ text: String) throws(FlowError) -> BootedRecord? {
-        for word in text.split(whereSeparator: { $0.isWhitespace }) where word.hasPrefix("slotctl.slot=") {
+        for word in text.split(whereSeparator: isKernelSpace) where word.hasPrefix("slotctl.slot=") {
             let name = String(word.dropFirst("slotctl.slot=".count))
             guard let letter = SlotName.letter(name) else { throw SlotName.notASlot(name) }
             return BootedRecord(letter: letter, claim: nil)

@@ -98,7 +98,7 @@ enum Render {
             disk = String(cString: resolved)
             free(resolved)
         }
-        let endsInDigit = disk.last.map { $0.isNumber } ?? false
+        let endsInDigit = disk.utf8.last.map { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } ?? false
         return disk + (endsInDigit ? "p" : "") + "\(number)"
     }
 
@@ -275,7 +275,7 @@ enum Render {
             ("SLOTCTL_SLOT", BootControl.letterText(slot.letter)),
             ("SLOTCTL_PARTITION", "\(table.partitionNumber(slot))"),
             ("SLOTCTL_DEVICE", device),
-            ("SLOTCTL_PARTUUID", table.uniqueGUID(slot).text.lowercased()),
+            ("SLOTCTL_PARTUUID", table.uniqueGUID(slot).lowercaseText),
             // The byte range slotctl verified: the hook checks that the kernel's partition
             // is exactly this range before it mounts anything (spec/security.md).
             ("SLOTCTL_OFFSET", "\(table.byteOffset(slot))"),
