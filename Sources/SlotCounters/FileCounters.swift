@@ -31,15 +31,8 @@ public final class FileCounters: RollbackCounters {
     static func parse(_ bytes: [UInt8], path: String) throws(CounterError) -> [UInt64] {
         var values: [UInt64] = []
         values.reserveCapacity(16)
-        var lineStart = 0, nonEmptyLines = 0
-        while lineStart < bytes.count {
-            var lineEnd = lineStart
-            while lineEnd < bytes.count && bytes[lineEnd] != 0x0A { lineEnd += 1 }
-            var contentEnd = lineEnd
-            if contentEnd > lineStart && bytes[contentEnd - 1] == 0x0D { contentEnd -= 1 }
-            let line = bytes[lineStart..<contentEnd]
-            lineStart = lineEnd + 1
-            if line.isEmpty { continue }
+        var nonEmptyLines = 0
+        for line in ByteLines(bytes) {
             defer { nonEmptyLines += 1 }
             if nonEmptyLines == 0 {
                 guard line.elementsEqual("slotctl-counters 1".utf8) else { throw CounterError("\(path): not a slotctl counter file") }

@@ -58,10 +58,14 @@ func prepareOpenSSL() { _ = openSSLPrepared }
 /// OpenSSL 3 looks its implementation up by name (a locked table search) on every
 /// EVP_DigestInit_ex, which is per 4 KiB block when building a dm-verity tree. With a
 /// fetched handle a re-init on the same context only resets the hash state. Never freed:
-/// it lives as long as the process.
+/// it lives as long as the process. The name goes to C as a StaticString's own
+/// NUL-terminated bytes: a String argument is copied into a fresh C string in Embedded Swift.
 nonisolated(unsafe) private let fetchedSHA256: OpaquePointer = {
     prepareOpenSSL()
-    guard let digest = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("EVP_MD_fetch(SHA256) failed") }
+    let name: StaticString = "SHA256"
+    guard let digest = EVP_MD_fetch(nil, UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self), nil) else {
+        fatalError("EVP_MD_fetch(SHA256) failed")
+    }
     return digest
 }()
 
@@ -286,7 +290,7 @@ public final class PublicKey: Key {
     public init(pem: [UInt8], path: String) throws(CryptoError) {
         prepareOpenSSL()
         if let der = PEMPublicKey.der(pem), let raw = PEMPublicKey.ed25519Key(der),
-           let pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, raw, raw.count) {
+           let pkey = raw.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, $0.count) }) {
             // The DER is canonical (a fixed prefix and the key), so its digest is the id
             // i2d_PUBKEY's encoding would give.
             super.init(pkey: pkey, path: path, keyID: SHA256Stream.digest(der), kind: .ed25519)
@@ -298,18 +302,29 @@ public final class PublicKey: Key {
 
     /// True only for a signature that verifies over `message` with `algorithm`.
     /// A key of the wrong kind for `algorithm` is the caller's check (it has its own code).
-    public func verify(message: [UInt8], signature: [UInt8], algorithm: SignatureAlgorithm) throws(CryptoError) -> Bool {
+    /// Slices of the descriptor's bytes are verified where they lie (no copies).
+    public func verify(message: ArraySlice<UInt8>, signature: ArraySlice<UInt8>,
+                       algorithm: SignatureAlgorithm) throws(CryptoError) -> Bool {
         guard let context = EVP_MD_CTX_new() else { throw CryptoError("out of memory") }
         defer { EVP_MD_CTX_free(context) }
         try initContext(context, algorithm: algorithm, signing: false)
-        var encoded = signature
+        var der: [UInt8] = []
         if algorithm == .ecdsaP256SHA256 {
-            guard let der = ECDSASignature.der(fromRaw: signature) else { return false }
-            encoded = der
+            guard let encoded = ECDSASignature.der(fromRaw: Array(signature)) else { return false }
+            der = encoded
         }
-        let result = EVP_DigestVerify(context, encoded, encoded.count, message, message.count)
+        let result = message.withUnsafeBufferPointer { message in
+            func run(_ signature: UnsafeBufferPointer<UInt8>) -> Int32 {
+                EVP_DigestVerify(context, signature.baseAddress, signature.count, message.baseAddress, message.count)
+            }
+            return der.isEmpty ? signature.withUnsafeBufferPointer(run) : der.withUnsafeBufferPointer(run)
+        }
         ERR_clear_error()
         return result == 1
+    }
+
+    public func verify(message: [UInt8], signature: [UInt8], algorithm: SignatureAlgorithm) throws(CryptoError) -> Bool {
+        try verify(message: message[...], signature: signature[...], algorithm: algorithm)
     }
 }
 

@@ -1,15 +1,16 @@
 extension Array where Element == UInt8 {
     /// Lower-case hex, two digits a byte: how key ids, digests, salts and root hashes are
     /// shown in messages and output (as `openssl dgst` and `veritysetup` print them).
+    /// Written straight into the string's storage: no other allocation.
     public var hexText: String {
-        let digits = [Character]("0123456789abcdef")
-        var out = ""
-        out.reserveCapacity(count * 2)
-        for byte in self {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 15)])
+        func digit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble }
+        return String(unsafeUninitializedCapacity: count * 2) { out in
+            for (i, byte) in enumerated() {
+                out[2 * i] = digit(byte >> 4)
+                out[2 * i + 1] = digit(byte & 15)
+            }
+            return count * 2
         }
-        return out
     }
 }
 

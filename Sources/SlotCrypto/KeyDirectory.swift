@@ -67,6 +67,11 @@ public struct KeyDirectory {
 
     public func key(id: [UInt8]) -> PublicKey? { keys.first { $0.keyID == id } }
 
+    /// The same, for an id as a descriptor holds it (no array made on the boot path).
+    public func key(id: InlineArray<32, UInt8>) -> PublicKey? {
+        keys.first { key in key.keyID.count == 32 && (0..<32).allSatisfy { key.keyID[$0] == id[$0] } }
+    }
+
     /// No key is trusted: each moves to `problems` with `reason` (a pin that cannot be read).
     public mutating func refuseAll(_ reason: String) {
         for key in keys { problems.append("\(key.path): refused: \(reason)") }

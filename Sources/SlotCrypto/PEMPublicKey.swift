@@ -15,19 +15,25 @@ enum PEMPublicKey {
     /// such block, another PEM block before it, a header line, a character that is not
     /// base64, text after the end. (Another block is OpenSSL's to refuse, as more than one
     /// key in a file is.)
+    /// Lines as ByteLines reads them; the base64 text and the DER are the only arrays made.
     static func der(_ pem: [UInt8]) -> [UInt8]? {
         enum Place { case before, inside, after }
         var place = Place.before
         var base64: [UInt8] = []
-        for line in SmallFiles.lines(String(decoding: pem, as: UTF8.self)) {
+        base64.reserveCapacity(pem.count)
+        for line in ByteLines(pem) {
             switch place {
             case .before:
                 // OpenSSL skips text before the block; so does this.
-                if line == "-----BEGIN PUBLIC KEY-----" { place = .inside } else if line.hasPrefix("-----BEGIN ") { return nil }
+                if line.elementsEqual("-----BEGIN PUBLIC KEY-----".utf8) {
+                    place = .inside
+                } else if line.starts(with: "-----BEGIN ".utf8) {
+                    return nil
+                }
             case .inside:
-                if line == "-----END PUBLIC KEY-----" { place = .after; continue }
-                guard line.utf8.allSatisfy(isBase64) else { return nil }
-                base64 += line.utf8
+                if line.elementsEqual("-----END PUBLIC KEY-----".utf8) { place = .after; continue }
+                guard line.allSatisfy(isBase64) else { return nil }
+                base64.append(contentsOf: line)
             case .after:
                 return nil
             }
@@ -36,9 +42,9 @@ enum PEMPublicKey {
     }
 
     /// The raw 32-byte key when `der` is an Ed25519 SubjectPublicKeyInfo.
-    static func ed25519Key(_ der: [UInt8]) -> [UInt8]? {
+    static func ed25519Key(_ der: [UInt8]) -> ArraySlice<UInt8>? {
         guard der.count == ed25519Prefix.count + 32, der.starts(with: ed25519Prefix) else { return nil }
-        return Array(der[ed25519Prefix.count...])
+        return der[ed25519Prefix.count...]
     }
 
     static func isBase64(_ byte: UInt8) -> Bool { sextet(byte) != nil || byte == UInt8(ascii: "=") }
@@ -71,7 +77,9 @@ enum PEMPublicKey {
             }
             group = group << 6 | UInt32(value)
             if index % 4 == 3 {
-                out += [UInt8(truncatingIfNeeded: group >> 16), UInt8(truncatingIfNeeded: group >> 8), UInt8(truncatingIfNeeded: group)]
+                out.append(UInt8(truncatingIfNeeded: group >> 16))
+                out.append(UInt8(truncatingIfNeeded: group >> 8))
+                out.append(UInt8(truncatingIfNeeded: group))
                 group = 0
             }
         }

@@ -91,12 +91,12 @@ public enum ImageVerification {
             do { top = try store.readBytes(count: Int(v.hashBlockSize), at: offset + v.treeOffset) } catch {
                 return fail(.ioError, "reading the hash tree: \(error.description)")
             }
-            let salt = (0..<Int(v.saltSize)).map { v.salt[$0] }
-            let root = VerityBuilder.rootHash(topBlock: top, salt: salt)
-            let expected = (0..<32).map { v.rootHash[$0] }
+            let root = VerityBuilder.rootHash(topBlock: top, of: v)
+            let expected = v.rootHash
             guard constantTimeEqual(root.span, expected.span) else {
                 report.signer = nil
-                return fail(.digestMismatch, "dm-verity root hash of the tree is \(root.hexText), the descriptor says \(expected.hexText)")
+                return fail(.digestMismatch, "dm-verity root hash of the tree is \(root.hexText), the descriptor says "
+                    + "\((0..<32).map { expected[$0] }.hexText)")
             }
             report.payloadCheck = .verityRoot
             return report
@@ -135,10 +135,16 @@ extension ImageVerification {
     static func readSigned(_ store: BlockStore, offset: UInt64, size: UInt64) -> Result<(ImageFooter, [UInt8]), FlowError> {
         guard size >= UInt64(ImageFooter.size) else { return .failure(FlowError(.unsigned, "too small to hold a footer")) }
         do {
-            let footerBytes = try store.readBytes(count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size))
+            let parsed = try withBytes(of: store, count: ImageFooter.size, at: offset + size - UInt64(ImageFooter.size)) {
+                bytes -> Result<ImageFooter, FlowError> in
+                do throws(ImageError) { return .success(try ImageFooter.parse(bytes, partitionSize: size)) } catch {
+                    return .failure(FlowError(error.statusCode, error.reason.description))
+                }
+            }
             let footer: ImageFooter
-            do { footer = try ImageFooter.parse(footerBytes.span, partitionSize: size) } catch {
-                return .failure(FlowError(error.statusCode, error.reason.description))
+            switch parsed {
+            case .success(let valid): footer = valid
+            case .failure(let refusal): return .failure(refusal)
             }
             return .success((footer, try store.readBytes(count: Int(footer.descriptorSize), at: offset + footer.descriptorOffset)))
         } catch {
@@ -184,16 +190,15 @@ extension ImageVerification {
             return fail(error.statusCode, error.reason.description)
         }
         report.descriptor = descriptor
-        let keyID = report.keyID!
-        guard let key = keys.key(id: keyID) else {
-            return fail(.untrustedKey, "signed by key \(keyID.hexText), which is not in \(keys.path)")
+        guard let key = keys.key(id: descriptor.keyID) else {
+            return fail(.untrustedKey, "signed by key \(report.keyID!.hexText), which is not in \(keys.path)")
         }
         guard key.kind.algorithm == descriptor.signatureAlgorithm else {
             return fail(.keyAlgorithmMismatch,
                         "descriptor says \(descriptor.signatureAlgorithm.name) but key \(key.path) is \(key.kind)")
         }
-        let message = Array(descriptorBytes[0..<SlotDescriptor.signedSize])
-        let signature = Array(descriptorBytes[SlotDescriptor.signedSize...])
+        let message = descriptorBytes[0..<SlotDescriptor.signedSize]
+        let signature = descriptorBytes[SlotDescriptor.signedSize...]
         do {
             guard try key.verify(message: message, signature: signature, algorithm: descriptor.signatureAlgorithm) else {
                 return fail(.signatureInvalid, "descriptor signature does not verify with \(key.path)")

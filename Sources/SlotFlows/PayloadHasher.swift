@@ -3,20 +3,25 @@ import SlotCrypto
 import SlotStorage
 
 /// Hashes byte ranges of a store through one fixed, reused buffer: memory does not grow
-/// with the payload. One per process is enough.
+/// with the payload. One per process is enough. The buffer and the hash context are made
+/// at the first use: a boot that checks only signatures and verity tree tops needs neither.
 public final class PayloadHasher {
     public static let chunkSize = 1 << 20
-    private let buffer: UnsafeMutableRawBufferPointer
-    private let sha = SHA256Stream()
+    private var storage: UnsafeMutableRawBufferPointer? = nil
+    private var buffer: UnsafeMutableRawBufferPointer {
+        if let storage { return storage }
+        let made = UnsafeMutableRawBufferPointer.allocate(byteCount: PayloadHasher.chunkSize, alignment: 4096)
+        storage = made
+        return made
+    }
+    private lazy var sha = SHA256Stream()
     /// Called after each chunk read, copied or received, with the bytes done so far in
     /// the current call: how `install` reports progress (InstallSteps). Nil: no reports.
     public var onChunk: ((UInt64) -> Void)? = nil
 
-    public init() {
-        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: PayloadHasher.chunkSize, alignment: 4096)
-    }
+    public init() {}
 
-    deinit { buffer.deallocate() }
+    deinit { storage?.deallocate() }
 
     /// SHA-256 of `count` bytes at `offset`.
     public func digest(_ store: BlockStore, offset: UInt64, count: UInt64) throws(StorageError) -> [UInt8] {

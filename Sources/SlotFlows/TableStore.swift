@@ -89,7 +89,7 @@ public enum TableStore {
         let slots = try buildSlots(entries, header)
         var loaded = LoadedTable(geometry: geometry, header: header, sourceRole: role, entries: entries,
                                  primary: primary.report, backup: backup.report, slots: slots)
-        if let sector = try? store.readBytes(count: geometry.sectorSize, at: 0) { loaded.mbr = ProtectiveMBR.classify(sector.span) }
+        if let mbr = try? withBytes(of: store, count: geometry.sectorSize, at: 0, { ProtectiveMBR.classify($0) }) { loaded.mbr = mbr }
         return loaded
     }
 
@@ -114,12 +114,18 @@ public enum TableStore {
         }
         let sectorSize = UInt64(geometry.sectorSize)
         do {
-            let sector = try store.readBytes(count: geometry.sectorSize, at: lba * sectorSize)
+            let parsed = try withBytes(of: store, count: geometry.sectorSize, at: lba * sectorSize) { sector -> Result<GPTHeader, TableError> in
+                do throws(TableError) {
+                    let header = try GPTHeader.parse(sector)
+                    try header.validate(role: role, readAt: lba, geometry: geometry)
+                    return .success(header)
+                } catch { return .failure(error) }
+            }
             let header: GPTHeader
-            do {
-                header = try GPTHeader.parse(sector.span)
-                try header.validate(role: role, readAt: lba, geometry: geometry)
-            } catch { return invalid(error) }
+            switch parsed {
+            case .success(let valid): header = valid
+            case .failure(let error): return invalid(error)
+            }
             // Bounded by validate: at most GPTLimits.maxEntriesBytes, inside the disk.
             let entries = try store.readBytes(count: Int(header.entriesByteCount), at: header.entriesLBA * sectorSize)
             do { try PartitionEntries.validate(entries.span, header) } catch { return invalid(error) }

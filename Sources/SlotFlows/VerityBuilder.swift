@@ -54,9 +54,14 @@ public enum VerityBuilder {
         return nil
     }
 
-    /// SHA-256(salt || top block): the root hash `veritysetup` prints and `open` takes.
-    public static func rootHash(topBlock: [UInt8], salt: [UInt8]) -> [UInt8] {
-        SHA256Stream.digest(salt + topBlock)
+    /// SHA-256(salt || top block): the root hash `veritysetup` prints and `open` takes,
+    /// with the salt taken where the descriptor holds it (no copy on the boot path).
+    public static func rootHash(topBlock: [UInt8], of verity: VerityParameters) -> [UInt8] {
+        let stream = SHA256Stream()
+        let salt = verity.salt.span
+        salt.withUnsafeBytes { stream.update(UnsafeRawBufferPointer(rebasing: $0[0..<Int(verity.saltSize)])) }
+        topBlock.withUnsafeBytes { stream.update($0) }
+        return stream.finish()
     }
 }
 

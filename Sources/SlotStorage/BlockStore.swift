@@ -69,3 +69,16 @@ extension ByteStream {
         return done
     }
 }
+
+/// Reads `count` bytes at `offset` of `store` into scratch memory that lives only while
+/// `body` runs (on the stack when it is small): for a sector that is parsed and dropped,
+/// such as a GPT header or an image footer, with no array made for it. A free function,
+/// not a method: Embedded Swift cannot specialize a generic method on an existential.
+public func withBytes<Result>(of store: BlockStore, count: Int, at offset: UInt64,
+                              _ body: (Span<UInt8>) -> Result) throws(StorageError) -> Result {
+    try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { (buffer) throws(StorageError) -> Result in
+        buffer.initialize(repeating: 0)
+        try store.read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+        return body(UnsafeBufferPointer(buffer).span)
+    }
+}

@@ -65,9 +65,15 @@ public enum IOWatchdog {
             return .worker
         }
         var output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1], input: [Int32] = [-1, -1]
+        // Each pair closed in turn (joining them would allocate, in the worker too).
+        func closePipes(above lowest: Int32) {
+            for fd in output where fd > lowest { close(fd) }
+            for fd in errors where fd > lowest { close(fd) }
+            for fd in input where fd > lowest { close(fd) }
+        }
         guard pipe(&output) == 0, pipe(&errors) == 0, !relayInput || pipe(&input) == 0 else {
             warning("no I/O watchdog (pipe: \(Errno.current)); a disk that does not answer is not bounded")
-            for fd in output + errors + input where fd >= 0 { close(fd) }
+            closePipes(above: -1)
             munmap(shared, 4096)
             return .worker
         }
@@ -90,7 +96,7 @@ public enum IOWatchdog {
         let pid = fork()
         if pid < 0 {
             warning("no I/O watchdog (fork: \(Errno.current)); a disk that does not answer is not bounded")
-            for fd in output + errors + input where fd >= 0 { close(fd) }
+            closePipes(above: -1)
             page = nil
             munmap(shared, 4096)
             return .worker
@@ -99,7 +105,7 @@ public enum IOWatchdog {
             dup2(output[1], 1)
             dup2(errors[1], 2)
             if relayInput { dup2(input[0], 0) }
-            for fd in output + errors + input where fd > 2 { close(fd) }
+            closePipes(above: 2)
             return .worker
         }
         close(output[1])

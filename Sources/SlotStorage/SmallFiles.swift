@@ -82,3 +82,26 @@ public enum SmallFiles {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 }
+
+/// The same lines of a small file's bytes, as slices of them (no array or string made):
+/// each ends at LF, one CR before it is dropped, and empty lines are skipped. Used by the
+/// counter file and the Ed25519 PEM reader, on the boot path.
+public struct ByteLines: Sequence, IteratorProtocol {
+    private let bytes: [UInt8]
+    private var start = 0
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public mutating func next() -> ArraySlice<UInt8>? {
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            var contentEnd = end
+            if contentEnd > start && bytes[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            let line = bytes[start..<contentEnd]
+            start = end + 1
+            if !line.isEmpty { return line }
+        }
+        return nil
+    }
+}

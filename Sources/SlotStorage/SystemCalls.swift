@@ -101,19 +101,35 @@ public final class FileDescriptor: Sendable {
         return done
     }
 
-    /// Everything left to read, refusing more than `limit` bytes (`nil` then).
-    public func readToEnd(limit: Int) throws(Errno) -> [UInt8]? {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
+    /// Everything left to read, refusing more than `limit` bytes (`nil` then). Reads into
+    /// one buffer sized by fstat for a regular file (one byte more, to see the end), grown
+    /// only if the file grows meanwhile or is a stream: a small file costs one allocation.
+    public func readToEnd(limit requested: Int) throws(Errno) -> [UInt8]? {
+        let limit = min(max(requested, 0), Int.max - 1)  // so that limit + 1 is a count
+        var expected = 4096
+        if let info = try? status(), info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) {
+            expected = Int(clamping: info.st_size)
+        }
+        var bytes = [UInt8](repeating: 0, count: min(max(expected, 0), limit) + 1)
+        var filled = 0
         while true {
+            if filled == bytes.count {
+                bytes.append(contentsOf: repeatElement(0, count: min(bytes.count, limit + 1 - filled)))
+            }
             var failure: Errno? = nil
-            let got = chunk.withUnsafeMutableBytes { buffer in
-                do throws(Errno) { return try read(into: buffer) } catch { failure = error; return 0 }
+            let got = bytes.withUnsafeMutableBytes { buffer in
+                do throws(Errno) { return try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...])) } catch {
+                    failure = error
+                    return 0
+                }
             }
             if let failure { throw failure }
-            if got == 0 { return bytes }
-            bytes += chunk[0..<got]
-            if bytes.count > limit { return nil }
+            if got == 0 {
+                bytes.removeLast(bytes.count - filled)
+                return bytes
+            }
+            filled += got
+            if filled > limit { return nil }
         }
     }
 

@@ -143,8 +143,7 @@ enum Config {
                 throw CLIError(.usage, "\(path):\(number): control character U+\(hex4(bad.value)) in the line; "
                     + "write plain 'key = value' lines ending in LF or CRLF")
             }
-            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let trimmed = trim(line)
+            let trimmed = trim(String(rawLine[..<(rawLine.firstIndex(of: "#") ?? rawLine.endIndex)]))
             if trimmed.isEmpty { continue }
             guard let eq = trimmed.firstIndex(of: "=") else {
                 throw CLIError(.usage, "\(path):\(number): expected 'key = value'")

@@ -24,7 +24,7 @@ func runCommand(_ arguments: [String]) -> Never {
     var json = arguments.contains("--json")
     var exitCode: StatusCode = .ok
     do throws(CLIError) {
-        var line = try Invocation.parse(Array(arguments.dropFirst()))
+        var line = try Invocation.parse(arguments.dropFirst())
         if line.versionRequested {
             guard line.command == nil || line.command == "version" else {
                 throw CLIError(.usage, "--version goes alone: slotctl --version (or slotctl version --json)")

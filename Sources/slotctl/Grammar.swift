@@ -9,6 +9,7 @@ struct OptionSpec: Sendable {
     let required: Bool
     let help: String
 
+    @inline(__always)
     init(_ name: String, _ value: String? = nil, required: Bool = false, help: String) {
         self.name = name
         self.value = value
@@ -56,8 +57,10 @@ enum Grammar {
         .init(option: OptionSpec("--keys", "DIR", help: "trusted public keys, *.pem (default /etc/slotctl/keys; config: keys)")) {
             $0.overrides.keys = $1
         },
-        .init(option: OptionSpec("--counters", "SPEC", help: "rollback counters: file:PATH, tpm:/dev/tpmrm0 or tpm:tcp:HOST:PORT "
-                                 + "(default none: rollback not enforced; config: counters)")) { $0.overrides.counters = $1 },
+        .init(option: OptionSpec("--counters", "SPEC", help: """
+            rollback counters: file:PATH, tpm:/dev/tpmrm0 or tpm:tcp:HOST:PORT \
+            (default none: rollback not enforced; config: counters)
+            """)) { $0.overrides.counters = $1 },
         .init(option: OptionSpec("--config", "FILE", help: "the config file (default /etc/slotctl.conf; flags win over it)")) {
             $0.configPath = $1
             $0.configGiven = true
@@ -80,8 +83,10 @@ enum Grammar {
         .init(option: OptionSpec("--lock-timeout", "SECONDS", help: "how long to wait for the disk's lock (default 10)")) {
             (line, value) throws(CLIError) in line.overrides.lockTimeout = try parseLockTimeout(value, source: "--lock-timeout")
         },
-        .init(option: OptionSpec("--io-timeout", "SECONDS", help: "how long one disk operation may take, plus 1 s per MiB "
-                                 + "(default 120; 0: unbounded)")) {
+        .init(option: OptionSpec("--io-timeout", "SECONDS", help: """
+            how long one disk operation may take, plus 1 s per MiB \
+            (default 120; 0: unbounded)
+            """)) {
             (line, value) throws(CLIError) in line.overrides.ioTimeout = try parseIOTimeout(value, source: "--io-timeout")
         },
         .init(option: OptionSpec("--measure", "pcr:N|none", help: "the PCR boot measures the verified slot into (default none)")) {
@@ -95,7 +100,10 @@ enum Grammar {
         },
     ]
 
-    static let tries = OptionSpec("--tries", "N", help: "boots on trial before it falls back (1...15, default \(Policy.defaultTries))")
+    /// The default is written out (Policy.defaultTries; CLITests.versionHelpAndSchema checks
+    /// they agree): an interpolated or concatenated string anywhere in these tables makes
+    /// the compiler build them on the heap at every start instead of emitting them as data.
+    static let tries = OptionSpec("--tries", "N", help: "boots on trial before it falls back (1...15, default 6)")
 
     static let commands: [CommandSpec] = [
         CommandSpec(name: "status", arguments: "", positional: 0...0,

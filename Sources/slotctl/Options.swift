@@ -25,15 +25,18 @@ struct Invocation {
     /// Splits the words of the command line by the grammar (Grammar.swift): global options
     /// anywhere, the command word, its options and positional arguments. Which options a
     /// command takes is checked when it runs.
-    static func parse(_ args: [String]) throws(CLIError) -> Invocation {
+    /// `args` is the command line after argv[0], as a slice of it (not copied).
+    static func parse(_ args: ArraySlice<String>) throws(CLIError) -> Invocation {
         var line = Invocation()
-        var i = 0
+        // One allocation for the global options given, not one per growth.
+        line.given.reserveCapacity(Grammar.globalOptions.count)
+        var i = args.startIndex
         func value(_ flag: String) throws(CLIError) -> String {
             i += 1
-            guard i < args.count else { throw CLIError(.usage, "\(flag) needs a value") }
+            guard i < args.endIndex else { throw CLIError(.usage, "\(flag) needs a value") }
             return args[i]
         }
-        while i < args.count {
+        while i < args.endIndex {
             let arg = args[i]
             var name = arg, inline: String? = nil
             if arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") {

@@ -1,4 +1,5 @@
 import Foundation
+import SlotCore
 import Testing
 
 /// The command line as scripts use it: exit codes, stdout, one-line stderr, JSON, the
@@ -133,6 +134,8 @@ import Testing
         #expect(run.status == 64 && object["schema_version"] as? Int == 1 && object["code"] as? Int == 64)
         run = try Tools.slotctl(["set-active", "--help"])
         #expect(run.status == 0 && run.stdout.contains("--tries N") && run.stdout.contains("Example:"))
+        // The help's default is a literal (so the grammar is static data): it must be the policy's.
+        #expect(run.stdout.contains("default \(Policy.defaultTries))"), "\(run.stdout)")
         run = try Tools.slotctl(["help", "install"])
         #expect(run.status == 0 && run.stdout.contains("--stream-timeout SECONDS"))
         run = try Tools.slotctl(["--config", "/dev/null", "set-active"])
