@@ -35,6 +35,25 @@
 #include <linux/openat2.h>
 
 static inline int slotctl_errno(void) { return errno; }
+
+/* The I/O watchdog's fork starts its worker on the CPU the supervisor runs on: the
+ * supervisor only sleeps from then on, and a worker placed on another, idle CPU (the
+ * kernel's fork balancing) costs a wake-up of that CPU at the start and another of the
+ * supervisor's at the end. Pinning the supervisor to its current CPU across the fork
+ * (the worker inherits the mask) and restoring the mask in both right after does it
+ * without cpu_set_t's _GNU_SOURCE macros: raw syscalls and a 1024-CPU mask. */
+typedef struct { unsigned long bits[16]; } slotctl_cpu_mask;
+static inline int slotctl_pin_to_this_cpu(slotctl_cpu_mask *saved) {
+    unsigned int cpu = 0;
+    if (syscall(SYS_sched_getaffinity, 0, sizeof saved->bits, saved->bits) <= 0) return -1;
+    if (syscall(SYS_getcpu, &cpu, NULL, NULL) != 0 || cpu >= 8 * sizeof saved->bits) return -1;
+    slotctl_cpu_mask one = {{0}};
+    one.bits[cpu / (8 * sizeof one.bits[0])] = 1UL << (cpu % (8 * sizeof one.bits[0]));
+    return syscall(SYS_sched_setaffinity, 0, sizeof one.bits, one.bits) == 0 ? 0 : -1;
+}
+static inline void slotctl_restore_affinity(const slotctl_cpu_mask *saved) {
+    syscall(SYS_sched_setaffinity, 0, sizeof saved->bits, saved->bits);
+}
 static inline void slotctl_set_errno(int value) { errno = value; }
 
 static inline int slotctl_openat(int directory, const char *path, int flags, unsigned int mode) {

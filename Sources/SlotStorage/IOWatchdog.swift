@@ -93,7 +93,10 @@ public enum IOWatchdog {
         shared.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
         page = shared
         timeoutNanoseconds = UInt64(timeout * 1e9)
+        var affinity = slotctl_cpu_mask()
+        let pinned = slotctl_pin_to_this_cpu(&affinity) == 0
         let pid = fork()
+        if pinned { slotctl_restore_affinity(&affinity) }
         if pid < 0 {
             warning("no I/O watchdog (fork: \(Errno.current)); a disk that does not answer is not bounded")
             closePipes(above: -1)
