@@ -104,10 +104,12 @@ public final class FileDescriptor: Sendable {
     /// Everything left to read, refusing more than `limit` bytes (`nil` then). Reads into
     /// one buffer sized by fstat for a regular file (one byte more, to see the end), grown
     /// only if the file grows meanwhile or is a stream: a small file costs one allocation.
+    /// A size of 0 says nothing (/proc/cmdline is a regular file of size 0 with text in
+    /// it), so it starts at 4 KiB like a stream.
     public func readToEnd(limit requested: Int) throws(Errno) -> [UInt8]? {
         let limit = min(max(requested, 0), Int.max - 1)  // so that limit + 1 is a count
         var expected = 4096
-        if let info = try? status(), info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) {
+        if let info = try? status(), info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG), info.st_size > 0 {
             expected = Int(clamping: info.st_size)
         }
         var bytes = [UInt8](repeating: 0, count: min(max(expected, 0), limit) + 1)
